@@ -1,0 +1,1 @@
+"""Command line and local runtime of chromasync (``chromasync run|poll|replay|dlq``)."""

@@ -1,0 +1,198 @@
+"""``chromasync run --demo``: the whole pipeline on one machine, with nothing but pip packages.
+
+It starts moto (SQS, DynamoDB + Streams, S3) on 127.0.0.1, picks a lock
+backend that needs nothing more (Redis when ``REDIS_URL`` answers, else a
+DynamoDB lock table on moto), seeds receipts (table items and their
+embeddings), starts one worker per collection and the stream poller, edits
+merchant data in the table, waits until Chroma shows every edit and checks
+every embedding of every receipt against the table.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chromasync.local import MotoServer, redis_answers, wait_for
+from chromasync.provision import ensure_table
+from chromasync.runner import RunningPipeline
+from chromasync.seed import ReceiptSpec, demo_receipts, merchant_fields, seed_chroma, seed_table
+from producers.config import Settings
+from producers.entities import MERCHANT_FIELDS, image_pk, receipt_sk
+from tasks.chroma.targets.embedded import EmbeddedChromaTarget
+
+#: Receipts seeded by the demo.
+DEMO_RECEIPTS = 8
+#: How long the demo waits for Chroma to reflect the edits.
+DEMO_TIMEOUT = 45.0
+
+
+@dataclass
+class DemoReport:
+    receipts: int = 0
+    embeddings: int = 0
+    edits: int = 0
+    records_seen: int = 0
+    changes: int = 0
+    ignored: int = 0
+    malformed: int = 0
+    tasks_sent: int = 0
+    embeddings_updated: int = 0
+    lags: list[float] = field(default_factory=list)
+    mismatches: list[str] = field(default_factory=list)
+    lock: str = ""
+    elapsed: float = 0.0
+
+    def render(self) -> str:
+        lag = (
+            f"p50 {statistics.median(self.lags):.2f}s, max {max(self.lags):.2f}s"
+            if self.lags
+            else "n/a"
+        )
+        lines = [
+            "chromasync demo report",
+            f"  receipts seeded          {self.receipts} ({self.embeddings} embeddings)",
+            f"  lock backend             {self.lock}",
+            f"  merchant edits           {self.edits}",
+            f"  stream records seen      {self.records_seen} "
+            f"({self.changes} changes, {self.ignored} ignored, {self.malformed} malformed)",
+            f"  tasks sent               {self.tasks_sent}",
+            f"  embeddings updated       {self.embeddings_updated}",
+            f"  end-to-end lag           {lag}",
+            f"  mismatches               {len(self.mismatches)}",
+            f"  total time               {self.elapsed:.1f}s",
+        ]
+        lines += [f"    ! {m}" for m in self.mismatches[:20]]
+        return "\n".join(lines)
+
+
+def _edit_merchant(table: Any, spec: ReceiptSpec, index: int, edition: int) -> dict[str, str]:
+    fields = merchant_fields(index, edition)
+    names = {f"#{k}": k for k in fields}
+    values = {f":{k}": v for k, v in fields.items()}
+    table.update_item(
+        Key={"PK": image_pk(spec.image_id), "SK": f"{receipt_sk(spec.receipt_id)}#METADATA"},
+        UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in fields),
+        ExpressionAttributeNames=names,
+        ExpressionAttributeValues=values,
+    )
+    return fields
+
+
+def _receipt_embeddings(collection: Any, spec: ReceiptSpec) -> dict[str, dict[str, Any]]:
+    where = {"$and": [{"image_id": spec.image_id}, {"receipt_id": spec.receipt_id}]}
+    got = collection.get(where=where, include=["metadatas"])
+    return dict(zip(got["ids"], got["metadatas"], strict=True))
+
+
+def check_receipt(collections: list[Any], spec: ReceiptSpec, expected: dict[str, str]) -> list[str]:
+    """Mismatches between the embeddings' merchant fields and the table's."""
+    problems = []
+    for collection in collections:
+        for eid, meta in _receipt_embeddings(collection, spec).items():
+            for name in MERCHANT_FIELDS:
+                if meta.get(name) != expected.get(name):
+                    problems.append(
+                        f"{collection.name} {eid}: {name}={meta.get(name)!r}, "
+                        f"table has {expected.get(name)!r}"
+                    )
+    return problems
+
+
+def run_demo(
+    workdir: Path, receipts: int = DEMO_RECEIPTS, timeout: float = DEMO_TIMEOUT, echo: Any = print
+) -> DemoReport:
+    import boto3
+
+    started = time.monotonic()
+    report = DemoReport(receipts=receipts)
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    echo(f"starting moto (SQS, DynamoDB + Streams, S3) on 127.0.0.1; logs in {workdir}")
+    moto = MotoServer.start(log=workdir / "moto.log")
+    try:
+        redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+        env = dict(os.environ)
+        env.update(
+            {
+                "AWS_ENDPOINT_URL": moto.url,
+                "AWS_DEFAULT_REGION": "us-east-1",
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+                "CHROMASYNC_TABLE": "ReceiptsTable",
+                "CHROMASYNC_CHROMA_DIR": str(workdir / "chroma"),
+                "CHROMASYNC_CHECKPOINT_URL": "dynamodb://chromasync-checkpoints",
+                "ANONYMIZED_TELEMETRY": "False",
+            }
+        )
+        env.pop("CHROMASYNC_CHROMA_URL", None)
+        env.pop("CELERY_BROKER_URL", None)
+        if redis_answers(redis_url):
+            env["CHROMASYNC_LOCK_URL"] = redis_url
+            report.lock = f"redis ({redis_url})"
+        else:
+            env["CHROMASYNC_LOCK_URL"] = "dynamodb://chromasync-locks"
+            report.lock = "dynamodb (chromasync-locks on moto)"
+        os.environ.update(env)
+        settings = Settings.from_env(env)
+        ensure_table(settings)
+        table = boto3.resource("dynamodb", **settings.aws.client_kwargs()).Table(settings.table)
+        specs = demo_receipts(receipts)
+        seed_table(table, specs)
+        target = EmbeddedChromaTarget(workdir / "chroma")
+        for collection in settings.collections:
+            role = "lines" if collection == settings.lines_collection else "words"
+            report.embeddings += seed_chroma(target, collection, role, specs)
+        echo(f"seeded {receipts} receipts: table items and {report.embeddings} embeddings")
+        collections = [target.collection(c) for c in settings.collections]
+
+        with RunningPipeline(settings, env, workdir / "logs") as pipeline:
+            wait_for(pipeline.workers_ready, 60, interval=0.2, what="workers to be ready")
+            echo("workers ready; applying the seeded inserts from the stream")
+            wait_for(pipeline.idle, timeout, interval=0.2, what="the seeded inserts to be applied")
+            echo("pipeline idle; editing merchant data in the table")
+            written: dict[int, float] = {}
+            expected: dict[int, dict[str, str]] = {}
+            for index, spec in enumerate(specs):
+                expected[index] = _edit_merchant(table, spec, index, edition=1)
+                written[index] = time.time()
+                report.edits += 1
+            pending = set(expected)
+            deadline = time.monotonic() + timeout
+            while pending and time.monotonic() < deadline:
+                pipeline.check_workers()
+                for index in sorted(pending):
+                    if not check_receipt(collections, specs[index], expected[index]):
+                        report.lags.append(time.time() - written[index])
+                        pending.discard(index)
+                time.sleep(0.1)
+            assert pipeline.poller is not None
+            stats = pipeline.poller.stats.report
+            report.records_seen = stats.records
+            report.changes = stats.changes
+            report.ignored = sum(stats.ignored.values())
+            report.malformed = len(stats.malformed)
+            report.tasks_sent = stats.tasks_sent
+        for index, spec in enumerate(specs):
+            if index in pending:
+                report.mismatches.append(
+                    f"receipt {spec.image_id}/{spec.receipt_id}: edit not visible after {timeout}s"
+                )
+            problems = check_receipt(collections, spec, expected[index])
+            report.mismatches.extend(problems)
+            if not problems:
+                report.embeddings_updated += sum(
+                    len(_receipt_embeddings(c, spec)) for c in collections
+                )
+    finally:
+        moto.stop()
+    report.elapsed = time.monotonic() - started
+    return report
+
+
+__all__ = ["DemoReport", "run_demo"]

@@ -1,0 +1,89 @@
+"""The running pipeline: queues provisioned, one worker per collection, the stream poller.
+
+Used by ``chromasync run`` (until interrupted) and ``chromasync run --demo``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from chromasync.provision import ensure_queues, queue_depths
+from chromasync.workers import WorkerProcess
+from producers.checkpoints import checkpoint_store_from_env
+from producers.config import Settings
+from producers.pipeline import StreamProcessor
+from producers.poller import StartPosition, StreamPoller
+from producers.publishing import Publisher
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunningPipeline:
+    settings: Settings
+    env: Mapping[str, str]
+    log_dir: Path
+    start: StartPosition = "TRIM_HORIZON"
+    workers: list[WorkerProcess] = field(default_factory=list)
+    poller: StreamPoller | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> RunningPipeline:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        ensure_queues(self.settings)
+        for collection in self.settings.collections:
+            self.workers.append(
+                WorkerProcess.start(
+                    collection,
+                    self.settings.queue_for(collection),
+                    self.env,
+                    self.log_dir / f"worker-{collection}.log",
+                )
+            )
+        processor = StreamProcessor(self.settings, Publisher(self.settings))
+        self.poller = StreamPoller(
+            self.settings,
+            processor,
+            checkpoint_store_from_env(self.env, self.settings.aws),
+            start=self.start,
+        )
+        self._thread = threading.Thread(
+            target=self.poller.run, args=(self._stop,), name="stream-poller", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def workers_ready(self) -> bool:
+        """True once every worker has logged that it is ready to consume."""
+        self.check_workers()
+        return all(" ready." in w.log_tail(200) for w in self.workers)
+
+    def idle(self) -> bool:
+        """True when the poller is caught up and no main queue holds a message."""
+        self.check_workers()
+        if self.poller is None or self.poller.stats.rounds == 0 or self.poller.busy:
+            return False
+        depths = queue_depths(self.settings)
+        return all(
+            depths[self.settings.sqs_queue_name(c)] == (0, 0) for c in self.settings.collections
+        )
+
+    def check_workers(self) -> None:
+        for worker in self.workers:
+            if not worker.alive():
+                raise RuntimeError(
+                    f"worker for {worker.collection} exited with {worker.process.returncode}; "
+                    f"last lines of {worker.log_path}:\n{worker.log_tail()}"
+                )
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+        for worker in self.workers:
+            worker.stop()

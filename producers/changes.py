@@ -1,0 +1,107 @@
+"""Change detection: a decoded stream record becomes at most one :class:`Change`.
+
+The rules, per entity (see :mod:`producers.entities`):
+
+* an entity with monitored fields yields a change on INSERT and REMOVE, and
+  on MODIFY only when a monitored field differs by value (maps, lists and
+  sets compare by value, numbers exactly);
+* an entity without monitored fields (RECEIPT, COMPACTION_RUN) yields a
+  change only for the events listed in its spec (a receipt's REMOVE, a run's
+  INSERT) — a run marked done by the worker is a MODIFY and is ignored, so
+  the worker's own writes never loop back;
+* a record whose keys are not one of our entities, or whose entity is turned
+  off by its feature flag, is ignored and counted with a reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from producers.config import Settings
+from producers.contract import Change, FieldChange, json_safe
+from producers.decoding import MalformedRecord, StreamRecord
+from producers.entities import CollectionRole, recognise
+
+#: Attribute names of the table's partition and sort key.
+PK_ATTRIBUTE = "PK"
+SK_ATTRIBUTE = "SK"
+
+
+class Ignored(StrEnum):
+    """Why a well-formed record produced no change."""
+
+    NOT_AN_ENTITY = "not_an_entity"
+    NO_MONITORED_CHANGE = "no_monitored_change"
+    EVENT_NOT_RELEVANT = "event_not_relevant"
+    DISABLED = "disabled_by_flag"
+
+
+@dataclass(frozen=True)
+class Detected:
+    change: Change
+    roles: tuple[CollectionRole, ...]
+
+
+def _key_string(keys: dict[str, Any], name: str) -> str:
+    value = keys.get(name)
+    if value is None:
+        raise MalformedRecord(f"dynamodb.Keys has no {name!r} attribute")
+    if not isinstance(value, str):
+        raise MalformedRecord(
+            f"dynamodb.Keys.{name} must be a string (S), got {type(value).__name__}"
+        )
+    return value
+
+
+def field_changes(
+    fields: tuple[str, ...], old: dict[str, Any] | None, new: dict[str, Any] | None
+) -> dict[str, FieldChange]:
+    """Monitored fields whose value differs between the two images."""
+    old = old or {}
+    new = new or {}
+    out: dict[str, FieldChange] = {}
+    for name in fields:
+        before, after = old.get(name), new.get(name)
+        if before != after or (name in old) != (name in new):
+            out[name] = FieldChange(old=json_safe(before), new=json_safe(after))
+    return out
+
+
+def detect(record: StreamRecord, settings: Settings) -> Detected | Ignored:
+    """Turn one record into a change, or say why it is ignored.
+
+    Raises :class:`MalformedRecord` when the record claims to be one of our
+    entities but its keys or images cannot be read.
+    """
+    pk = _key_string(record.keys, PK_ATTRIBUTE)
+    sk = _key_string(record.keys, SK_ATTRIBUTE)
+    recognised = recognise(pk, sk)
+    if recognised is None:
+        return Ignored.NOT_AN_ENTITY
+    spec = recognised.spec
+    if not settings.enabled_entities.get(spec.flag, True):
+        return Ignored.DISABLED
+    if not spec.monitored_fields:
+        if record.event_name not in spec.events_without_fields:
+            return Ignored.EVENT_NOT_RELEVANT
+        changes: dict[str, FieldChange] = {}
+    else:
+        changes = field_changes(spec.monitored_fields, record.old_image, record.new_image)
+        if record.event_name == "MODIFY" and not changes:
+            return Ignored.NO_MONITORED_CHANGE
+    try:
+        change = Change(
+            entity_type=spec.entity_type,
+            event_name=record.event_name,  # type: ignore[arg-type]
+            keys=recognised.keys,  # type: ignore[arg-type]
+            changes=changes,
+            sequence_number=record.sequence_number,
+            event_id=record.event_id,
+            approximate_creation_time=record.approximate_creation_time,
+            new_image=json_safe(record.new_image) if record.new_image is not None else None,
+        )
+    except ValueError as exc:
+        raise MalformedRecord(f"{spec.entity_type.value} record {sk!r}: {exc}") from exc
+    return Detected(change=change, roles=spec.roles)

@@ -1,0 +1,193 @@
+"""Settings shared by the producer and the worker, read from the environment.
+
+Every setting has a default that works on one machine (moto on 127.0.0.1,
+redis-server on 127.0.0.1:6379, Chroma directories under ``.chromasync/``).
+A value that is present but wrong raises :class:`ConfigError` naming the
+variable, so an operator knows exactly what to fix.
+
+This module must stay importable without chromadb or the worker code: the
+producer ships as a small Lambda zip.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+#: Default DynamoDB table holding the receipt entities.
+DEFAULT_TABLE = "ReceiptsTable"
+#: Prefix put in front of every SQS queue name (``chromasync-lines``...).
+DEFAULT_QUEUE_PREFIX = "chromasync-"
+#: The Chroma collections kept in step with the table, by role.
+DEFAULT_COLLECTIONS = ("lines", "words")
+#: Default region for every AWS client; moto accepts any.
+DEFAULT_REGION = "us-east-1"
+#: Most changes packed into one task message.
+DEFAULT_MAX_CHANGES_PER_TASK = 500
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+def env_str(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name)
+    if value is None or value.strip() == "":
+        return default
+    return value.strip()
+
+
+def env_int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def env_float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigError(f"{name}={raw!r} must be one of true/false/1/0/yes/no/on/off")
+
+
+def env_url(
+    env: Mapping[str, str], name: str, default: str | None, schemes: set[str]
+) -> str | None:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    parsed = urlparse(raw.strip())
+    if parsed.scheme not in schemes or not (parsed.netloc or parsed.path):
+        wanted = ", ".join(sorted(f"{s}://..." for s in schemes))
+        raise ConfigError(f"{name}={raw!r} is not a valid URL; expected {wanted}")
+    return raw.strip()
+
+
+@dataclass(frozen=True)
+class AwsSettings:
+    """Where the AWS services (or moto) are and how to sign requests."""
+
+    endpoint_url: str | None
+    region: str
+    access_key_id: str
+    secret_access_key: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> AwsSettings:
+        env = os.environ if env is None else env
+        return cls(
+            endpoint_url=env_url(env, "AWS_ENDPOINT_URL", None, {"http", "https"}),
+            region=env_str(env, "AWS_DEFAULT_REGION", DEFAULT_REGION),
+            access_key_id=env_str(env, "AWS_ACCESS_KEY_ID", "testing"),
+            secret_access_key=env_str(env, "AWS_SECRET_ACCESS_KEY", "testing"),
+        )
+
+    def client_kwargs(self) -> dict[str, str]:
+        kwargs = {
+            "region_name": self.region,
+            "aws_access_key_id": self.access_key_id,
+            "aws_secret_access_key": self.secret_access_key,
+        }
+        if self.endpoint_url:
+            kwargs["endpoint_url"] = self.endpoint_url
+        return kwargs
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the pipeline is pointed at, one place, one source (env)."""
+
+    aws: AwsSettings
+    table: str
+    queue_prefix: str
+    collections: tuple[str, ...]
+    fifo: bool
+    max_changes_per_task: int
+    enabled_entities: Mapping[str, bool] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        raw_collections = env_str(env, "CHROMASYNC_COLLECTIONS", ",".join(DEFAULT_COLLECTIONS))
+        collections = tuple(c.strip() for c in raw_collections.split(",") if c.strip())
+        if len(collections) != 2 or len(set(collections)) != 2:
+            raise ConfigError(
+                f"CHROMASYNC_COLLECTIONS={raw_collections!r} must name two distinct collections: "
+                "the lines collection, then the words collection (for example 'lines,words')"
+            )
+        for name in collections:
+            if not name.replace("-", "").replace("_", "").isalnum():
+                raise ConfigError(
+                    f"CHROMASYNC_COLLECTIONS entry {name!r} may only hold letters, digits, - and _"
+                )
+        return cls(
+            aws=AwsSettings.from_env(env),
+            table=env_str(env, "CHROMASYNC_TABLE", DEFAULT_TABLE),
+            queue_prefix=env_str(env, "CHROMASYNC_QUEUE_PREFIX", DEFAULT_QUEUE_PREFIX),
+            collections=collections,
+            fifo=env_bool(env, "CHROMASYNC_FIFO", False),
+            max_changes_per_task=env_int(
+                env, "CHROMASYNC_MAX_CHANGES_PER_TASK", DEFAULT_MAX_CHANGES_PER_TASK, minimum=1
+            ),
+            enabled_entities={
+                flag: env_bool(env, flag, True)
+                for flag in (
+                    "ENABLE_METADATA_UPDATES",
+                    "ENABLE_LABEL_UPDATES",
+                    "ENABLE_LINE_UPDATES",
+                    "ENABLE_WORD_UPDATES",
+                    "ENABLE_RECEIPT_DELETES",
+                    "ENABLE_COMPACTION_RUNS",
+                )
+            },
+        )
+
+    @property
+    def lines_collection(self) -> str:
+        return self.collections[0]
+
+    @property
+    def words_collection(self) -> str:
+        return self.collections[1]
+
+    def queue_for(self, collection: str) -> str:
+        """The Celery queue name of a collection (SQS adds the prefix)."""
+        return f"{collection}.fifo" if self.fifo else collection
+
+    def sqs_queue_name(self, collection: str) -> str:
+        return f"{self.queue_prefix}{self.queue_for(collection)}"
+
+    def dlq_name(self, collection: str) -> str:
+        suffix = "-dlq.fifo" if self.fifo else "-dlq"
+        return f"{self.queue_prefix}{collection}{suffix}"

@@ -1,0 +1,142 @@
+"""The message contract between producers and the worker (``schema_version`` 1).
+
+One task message carries a batch of changes for one collection. Both sides
+validate it with these models: the producer before it publishes, the worker
+before it applies anything, so a payload from another service that does not
+fit is rejected whole (into the dead-letter queue), never half-applied.
+
+Services that only have Celery's ``send_task`` send::
+
+    app.send_task(APPLY_TASK_NAME, args=[payload], queue="<collection>")
+
+where ``payload`` is ``ChangeBatch(...).model_dump(mode="json")``.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from producers.entities import SPECS_BY_TYPE, EntityType
+
+#: Version of the payload layout; the worker refuses any other.
+SCHEMA_VERSION: Literal[1] = 1
+#: Celery task name of the worker's batch task.
+APPLY_TASK_NAME = "chromasync.apply_changes"
+
+EventName = Literal["INSERT", "MODIFY", "REMOVE"]
+SequenceNumber = Annotated[str, StringConstraints(pattern=r"^\d{1,40}$")]
+
+
+def json_safe(value: Any) -> Any:
+    """Turn a decoded DynamoDB value into JSON without losing exactness.
+
+    Integral Decimals become ints, other Decimals their exact decimal string,
+    sets sorted lists, bytes base64 text.
+    """
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else str(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, set | frozenset):
+        return sorted((json_safe(v) for v in value), key=repr)
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    return value
+
+
+class ChangeKeys(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    image_id: Annotated[str, StringConstraints(min_length=1, pattern=r"^[^#]+$")]
+    receipt_id: int = Field(ge=0, le=99999)
+    line_id: int | None = Field(default=None, ge=0, le=99999)
+    word_id: int | None = Field(default=None, ge=0, le=99999)
+    label: str | None = None
+    run_id: str | None = None
+
+
+class FieldChange(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    old: Any = None
+    new: Any = None
+
+
+#: Keys each entity type must carry.
+REQUIRED_KEYS: dict[EntityType, tuple[str, ...]] = {
+    EntityType.RECEIPT_METADATA: ("image_id", "receipt_id"),
+    EntityType.RECEIPT_WORD_LABEL: ("image_id", "receipt_id", "line_id", "word_id", "label"),
+    EntityType.RECEIPT_LINE: ("image_id", "receipt_id", "line_id"),
+    EntityType.RECEIPT_WORD: ("image_id", "receipt_id", "line_id", "word_id"),
+    EntityType.RECEIPT: ("image_id", "receipt_id"),
+    EntityType.COMPACTION_RUN: ("image_id", "receipt_id", "run_id"),
+}
+
+
+class Change(BaseModel):
+    """One entity change taken from one stream record."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    entity_type: EntityType
+    event_name: EventName
+    keys: ChangeKeys
+    changes: dict[str, FieldChange] = Field(default_factory=dict)
+    sequence_number: SequenceNumber
+    event_id: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    approximate_creation_time: float | None = None
+    new_image: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _keys_fit_entity(self) -> Change:
+        missing = [k for k in REQUIRED_KEYS[self.entity_type] if getattr(self.keys, k) is None]
+        if missing:
+            raise ValueError(f"{self.entity_type.value} change is missing keys: {missing}")
+        monitored = set(SPECS_BY_TYPE[self.entity_type].monitored_fields)
+        unknown = sorted(set(self.changes) - monitored)
+        if unknown:
+            raise ValueError(
+                f"{self.entity_type.value} change names fields that are not monitored: {unknown}"
+            )
+        return self
+
+    @property
+    def sequence_int(self) -> int:
+        return int(self.sequence_number)
+
+    @property
+    def receipt_key(self) -> tuple[str, int]:
+        return (self.keys.image_id, self.keys.receipt_id)
+
+
+class ChangeBatch(BaseModel):
+    """One task's payload: changes for exactly one collection."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    batch_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    collection: Annotated[str, StringConstraints(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")]
+    changes: list[Change] = Field(min_length=1)
+    produced_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    producer: str = "chromasync"
+
+    def to_payload(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def summary(self) -> str:
+        """A short readable line for logs and Flower, never the whole payload."""
+        kinds: dict[str, int] = {}
+        for change in self.changes:
+            label = f"{change.entity_type.value}:{change.event_name}"
+            kinds[label] = kinds.get(label, 0) + 1
+        parts = ", ".join(f"{k}x{v}" for k, v in sorted(kinds.items()))
+        return f"{self.collection} batch {self.batch_id[:8]}: {len(self.changes)} changes ({parts})"

@@ -1,0 +1,163 @@
+"""Decode DynamoDB stream records of either shape into :class:`StreamRecord`.
+
+Two shapes reach us: a Lambda event (``Records[].dynamodb``; binary values
+arrive base64-encoded and ``ApproximateCreationDateTime`` is epoch seconds)
+and boto3's ``GetRecords`` output (binary values are ``bytes`` and the time is
+a ``datetime``). Both become the same record. Numbers stay exact
+(:class:`decimal.Decimal`), never float.
+
+A record that cannot be decoded raises :class:`MalformedRecord` with a message
+that says which field is wrong, so it can be reported and counted.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+EVENT_NAMES = frozenset({"INSERT", "MODIFY", "REMOVE"})
+
+
+class MalformedRecord(ValueError):
+    """A stream record that cannot be decoded; the message says why."""
+
+
+@dataclass(frozen=True)
+class StreamRecord:
+    event_id: str
+    event_name: str
+    sequence_number: str
+    approximate_creation_time: float | None
+    keys: dict[str, Any]
+    new_image: dict[str, Any] | None
+    old_image: dict[str, Any] | None
+
+    @property
+    def sequence_int(self) -> int:
+        return int(self.sequence_number)
+
+
+def _number(raw: Any, where: str) -> Decimal:
+    if not isinstance(raw, str | int) or isinstance(raw, bool):
+        raise MalformedRecord(f"{where}: N value must be a string, got {type(raw).__name__}")
+    try:
+        value = Decimal(str(raw))
+    except InvalidOperation:
+        raise MalformedRecord(f"{where}: N value {raw!r} is not a number") from None
+    if not value.is_finite():
+        raise MalformedRecord(f"{where}: N value {raw!r} is not finite")
+    return value
+
+
+def _binary(raw: Any, where: str) -> bytes:
+    if isinstance(raw, bytes | bytearray):
+        return bytes(raw)
+    if isinstance(raw, str):
+        try:
+            return base64.b64decode(raw, validate=True)
+        except (binascii.Error, ValueError):
+            raise MalformedRecord(f"{where}: B value is not valid base64") from None
+    raise MalformedRecord(f"{where}: B value must be bytes or base64 text")
+
+
+def _list(raw: Any, where: str, kind: str) -> list[Any]:
+    if not isinstance(raw, list):
+        raise MalformedRecord(f"{where}: {kind} value must be a list, got {type(raw).__name__}")
+    return raw
+
+
+def decode_attribute(value: Any, where: str = "value") -> Any:
+    """Decode one typed DynamoDB attribute value (``{"S": "x"}`` → ``"x"``)."""
+    if not isinstance(value, Mapping) or len(value) != 1:
+        raise MalformedRecord(f"{where}: expected one typed attribute like {{'S': ...}}")
+    ((kind, raw),) = value.items()
+    match kind:
+        case "S":
+            if not isinstance(raw, str):
+                raise MalformedRecord(f"{where}: S value must be a string")
+            return raw
+        case "N":
+            return _number(raw, where)
+        case "B":
+            return _binary(raw, where)
+        case "BOOL":
+            if not isinstance(raw, bool):
+                raise MalformedRecord(f"{where}: BOOL value must be true or false")
+            return raw
+        case "NULL":
+            return None
+        case "SS":
+            items = _list(raw, where, kind)
+            if not all(isinstance(s, str) for s in items):
+                raise MalformedRecord(f"{where}: SS must hold strings only")
+            return set(items)
+        case "NS":
+            return {_number(n, where) for n in _list(raw, where, kind)}
+        case "BS":
+            return {_binary(b, where) for b in _list(raw, where, kind)}
+        case "L":
+            return [
+                decode_attribute(v, f"{where}[{i}]") for i, v in enumerate(_list(raw, where, kind))
+            ]
+        case "M":
+            return decode_image(raw, where)
+        case _:
+            raise MalformedRecord(f"{where}: unknown attribute type {kind!r}")
+
+
+def decode_image(image: Any, where: str) -> dict[str, Any]:
+    if not isinstance(image, Mapping):
+        raise MalformedRecord(f"{where}: expected a map of attributes")
+    return {str(k): decode_attribute(v, f"{where}.{k}") for k, v in image.items()}
+
+
+def _creation_time(raw: Any) -> float | None:
+    if raw is None:
+        return None
+    if isinstance(raw, datetime):
+        return raw.timestamp()
+    if isinstance(raw, int | float | Decimal) and not isinstance(raw, bool):
+        return float(raw)
+    if isinstance(raw, str):
+        try:
+            return float(raw)
+        except ValueError:
+            raise MalformedRecord(
+                f"dynamodb.ApproximateCreationDateTime {raw!r} is not epoch seconds"
+            ) from None
+    raise MalformedRecord("dynamodb.ApproximateCreationDateTime has an unexpected type")
+
+
+def decode_record(record: Any) -> StreamRecord:
+    """Decode one record of either shape (Lambda event or GetRecords)."""
+    if not isinstance(record, Mapping):
+        raise MalformedRecord(f"record must be an object, got {type(record).__name__}")
+    body = record.get("dynamodb")
+    if not isinstance(body, Mapping):
+        raise MalformedRecord("record has no 'dynamodb' object (is this a DynamoDB stream record?)")
+    event_name = record.get("eventName")
+    if event_name not in EVENT_NAMES:
+        raise MalformedRecord(f"eventName {event_name!r} is not one of INSERT, MODIFY, REMOVE")
+    sequence = body.get("SequenceNumber")
+    if not isinstance(sequence, str) or not sequence.isdigit():
+        raise MalformedRecord(f"dynamodb.SequenceNumber {sequence!r} is not a string of digits")
+    keys_raw = body.get("Keys")
+    if not isinstance(keys_raw, Mapping) or not keys_raw:
+        raise MalformedRecord("dynamodb.Keys is missing or empty")
+    new_raw = body.get("NewImage")
+    old_raw = body.get("OldImage")
+    event_id = record.get("eventID")
+    return StreamRecord(
+        event_id=str(event_id) if event_id is not None else sequence,
+        event_name=str(event_name),
+        sequence_number=sequence,
+        approximate_creation_time=_creation_time(body.get("ApproximateCreationDateTime")),
+        keys=decode_image(keys_raw, "dynamodb.Keys"),
+        new_image=None if new_raw is None else decode_image(new_raw, "dynamodb.NewImage"),
+        old_image=None if old_raw is None else decode_image(old_raw, "dynamodb.OldImage"),
+    )

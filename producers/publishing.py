@@ -1,0 +1,123 @@
+"""Publishing task payloads through Celery onto the per-collection SQS queues.
+
+The producer uses its own small Celery app (configured from
+``celeryconfig``) and sends by task *name*, so it never imports the worker
+code. A publish that fails is retried with exponential backoff and jitter;
+after the last attempt :class:`PublishError` is raised for the caller to
+report (``batchItemFailures``, a non-zero exit) — never dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from celery import Celery
+
+from producers.config import Settings
+from producers.contract import APPLY_TASK_NAME, ChangeBatch
+
+log = logging.getLogger(__name__)
+
+#: Attempts for one publish before it is reported as failed.
+PUBLISH_ATTEMPTS = 5
+#: First backoff delay in seconds; doubles each attempt, with jitter.
+PUBLISH_BACKOFF_BASE = 0.2
+#: Longest single backoff delay in seconds.
+PUBLISH_BACKOFF_MAX = 5.0
+
+
+class PublishError(RuntimeError):
+    """A batch could not be published after every retry."""
+
+
+def producer_app() -> Celery:
+    """A Celery app that only sends; it knows task names, not task code."""
+    app = Celery("chromasync-producer", set_as_current=False)
+    app.config_from_object("celeryconfig")
+    return app
+
+
+def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
+    """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**attempt)]."""
+    rng = rng or random.Random()
+    return rng.uniform(0, min(cap, base * (2**attempt)))
+
+
+@dataclass(frozen=True)
+class Published:
+    batch_id: str
+    collection: str
+    queue: str
+    changes: int
+
+
+SendFunc = Callable[..., Any]
+
+
+class Publisher:
+    """Sends :class:`ChangeBatch` payloads to the collection's queue."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        app: Celery | None = None,
+        attempts: int = PUBLISH_ATTEMPTS,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings
+        self.app = app or producer_app()
+        self.attempts = attempts
+        self._sleep = sleep
+
+    def _options(self, batch: ChangeBatch) -> dict[str, Any]:
+        queue = self.settings.queue_for(batch.collection)
+        options: dict[str, Any] = {"queue": queue, "retry": False}
+        if self.settings.fifo:
+            first = batch.changes[0].keys
+            options["MessageGroupId"] = f"{first.image_id}#{first.receipt_id:05d}"
+            digest = hashlib.sha256(
+                (batch.collection + "|" + "|".join(c.event_id for c in batch.changes)).encode()
+            ).hexdigest()
+            options["MessageDeduplicationId"] = digest[:128]
+        return options
+
+    def publish(self, batch: ChangeBatch) -> Published:
+        payload = batch.to_payload()
+        options = self._options(batch)
+        last: Exception | None = None
+        for attempt in range(self.attempts):
+            try:
+                self.app.send_task(
+                    APPLY_TASK_NAME,
+                    args=[payload],
+                    argsrepr=repr([batch.summary()]),
+                    **options,
+                )
+                return Published(
+                    batch.batch_id, batch.collection, options["queue"], len(batch.changes)
+                )
+            except Exception as exc:  # noqa: BLE001 - any broker error is retried, then reported
+                last = exc
+                delay = backoff_delay(attempt, PUBLISH_BACKOFF_BASE, PUBLISH_BACKOFF_MAX)
+                log.warning(
+                    "publish of %s to %s failed (attempt %d/%d): %s; retrying in %.2fs",
+                    batch.batch_id,
+                    options["queue"],
+                    attempt + 1,
+                    self.attempts,
+                    exc,
+                    delay,
+                )
+                if attempt + 1 < self.attempts:
+                    self._sleep(delay)
+        endpoint = self.settings.aws.endpoint_url or "AWS SQS"
+        raise PublishError(
+            f"could not publish batch {batch.batch_id} ({len(batch.changes)} changes) to queue "
+            f"{options['queue']!r} at {endpoint} after {self.attempts} attempts: {last}"
+        ) from last

@@ -1,0 +1,29 @@
+"""The Celery app of the worker side, configured from ``celeryconfig``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+app = Celery("chromasync", include=["tasks.compaction"])
+app.config_from_object("celeryconfig")
+
+log = logging.getLogger(__name__)
+
+
+@worker_process_init.connect
+def _warm_runtime(**_: Any) -> None:
+    """Build the runtime (imports chromadb, connects clients) before the first task.
+
+    A failure here is only logged: the first task will meet the same error,
+    retry it with backoff and, if it persists, say so in its dead letter.
+    """
+    from tasks.runtime import get_runtime
+
+    try:
+        get_runtime()
+    except Exception as exc:  # noqa: BLE001 - reported, then met again by the task
+        log.warning("could not warm the worker runtime: %s", exc)

@@ -1,0 +1,1 @@
+"""One module per Chroma target: ``embedded`` (PersistentClient) and ``server`` (HttpClient)."""

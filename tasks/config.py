@@ -1,0 +1,75 @@
+"""Worker settings (Chroma, lock, retries), read from the environment.
+
+Shared settings (AWS endpoint, table, queues, collections) live in
+:mod:`producers.config`; this adds what only the worker needs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from producers.config import ConfigError, Settings, env_float, env_int, env_str, env_url
+
+#: Where embedded Chroma directories live, one sub-directory per collection.
+DEFAULT_CHROMA_DIR = ".chromasync/chroma"
+#: Lock lease length in seconds; the heartbeat renews it every third of it.
+DEFAULT_LOCK_TTL = 30.0
+#: A write is refused when less than this many seconds of lease remain.
+DEFAULT_LOCK_SAFETY_MARGIN = 5.0
+#: How long a task waits for a busy lock before it retries later.
+DEFAULT_LOCK_WAIT = 10.0
+#: Retries of a batch before its changes go to the dead-letter queue.
+DEFAULT_MAX_RETRIES = 8
+#: How long a change may wait for its embedding (delta not merged yet).
+DEFAULT_MISSING_EMBEDDING_TIMEOUT = 600.0
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    shared: Settings
+    #: ``http://host:port`` of a Chroma server; None means embedded directories.
+    chroma_url: str | None
+    chroma_dir: Path
+    lock_url: str
+    lock_ttl: float
+    lock_safety_margin: float
+    lock_wait: float
+    max_retries: int
+    retry_backoff_base: float
+    retry_backoff_max: float
+    missing_embedding_timeout: float
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
+        env = os.environ if env is None else env
+        shared = Settings.from_env(env)
+        default_lock = f"dynamodb://{shared.table}-locks"
+        lock_url = env_url(
+            env, "CHROMASYNC_LOCK_URL", default_lock, {"redis", "rediss", "dynamodb"}
+        )
+        assert lock_url is not None
+        ttl = env_float(env, "CHROMASYNC_LOCK_TTL", DEFAULT_LOCK_TTL, minimum=0.1)
+        margin = env_float(env, "CHROMASYNC_LOCK_SAFETY_MARGIN", DEFAULT_LOCK_SAFETY_MARGIN)
+        if margin >= ttl:
+            raise ConfigError(
+                f"CHROMASYNC_LOCK_SAFETY_MARGIN={margin} must be smaller than "
+                f"CHROMASYNC_LOCK_TTL={ttl}"
+            )
+        return cls(
+            shared=shared,
+            chroma_url=env_url(env, "CHROMASYNC_CHROMA_URL", None, {"http", "https"}),
+            chroma_dir=Path(env_str(env, "CHROMASYNC_CHROMA_DIR", DEFAULT_CHROMA_DIR)),
+            lock_url=lock_url,
+            lock_ttl=ttl,
+            lock_safety_margin=margin,
+            lock_wait=env_float(env, "CHROMASYNC_LOCK_WAIT", DEFAULT_LOCK_WAIT),
+            max_retries=env_int(env, "CHROMASYNC_MAX_RETRIES", DEFAULT_MAX_RETRIES),
+            retry_backoff_base=env_float(env, "CHROMASYNC_RETRY_BACKOFF_BASE", 1.0),
+            retry_backoff_max=env_float(env, "CHROMASYNC_RETRY_BACKOFF_MAX", 60.0),
+            missing_embedding_timeout=env_float(
+                env, "CHROMASYNC_MISSING_EMBEDDING_TIMEOUT", DEFAULT_MISSING_EMBEDDING_TIMEOUT
+            ),
+        )

@@ -1,0 +1,65 @@
+"""Which failures are worth retrying.
+
+Transient: the lock is busy or was lost, or Redis, DynamoDB, S3, SQS or
+Chroma could not be reached or throttled us. Everything else (a payload that
+fails validation, a bug) is permanent and goes to the dead-letter queue.
+"""
+
+from __future__ import annotations
+
+from tasks.chroma.target import ChromaUnavailable
+from tasks.lease import LeaseLost, LockBusy
+from tasks.locks.backend import LockBackendError
+
+#: AWS error codes that mean "slow down / try again".
+THROTTLING_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "Throttling",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "SlowDown",
+        "RequestTimeout",
+        "TransactionInProgressException",
+    }
+)
+
+
+class EmbeddingMissing(RuntimeError):
+    """A change's embedding is not in Chroma yet (its delta is not merged yet)."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, LockBusy | LeaseLost | LockBackendError | ChromaUnavailable):
+        return True
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return True
+    try:
+        import botocore.exceptions as bex
+
+        if isinstance(exc, bex.ConnectionError | bex.HTTPClientError | bex.ReadTimeoutError):
+            return True
+        if isinstance(exc, bex.ClientError):
+            code = exc.response.get("Error", {}).get("Code", "")
+            return code in THROTTLING_CODES
+    except ImportError:  # pragma: no cover - boto3 is a dependency
+        pass
+    try:
+        import redis
+
+        if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+            return True
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        import httpx
+
+        if isinstance(exc, httpx.TransportError):
+            return True
+    except ImportError:  # pragma: no cover
+        pass
+    # Chroma's HTTP client wraps connection failures in its own errors.
+    text = f"{type(exc).__name__}: {exc}".lower()
+    return any(s in text for s in ("connection refused", "connecterror", "could not connect"))

@@ -1,0 +1,73 @@
+"""Leases that keep one writer per collection, in Redis or DynamoDB.
+
+``CHROMASYNC_LOCK_URL`` picks the store; :func:`lock_backend_from_url` turns it
+into a :class:`LockBackend`, so the worker never needs to know which one it got.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+from producers.config import AwsSettings, ConfigError
+from tasks.locks.backend import Lease, LockBackend, LockBackendError, LockInfo
+from tasks.locks.backends.dynamodb import DynamoDBLockBackend
+from tasks.locks.backends.redis import RedisLockBackend, redact_url
+
+__all__ = [
+    "ACCEPTED_FORMS",
+    "DynamoDBLockBackend",
+    "Lease",
+    "LockBackend",
+    "LockBackendError",
+    "LockInfo",
+    "RedisLockBackend",
+    "lock_backend_from_url",
+]
+
+#: The URL forms ``CHROMASYNC_LOCK_URL`` accepts, shown in configuration errors.
+ACCEPTED_FORMS = (
+    "redis://[:PASSWORD@]HOST[:PORT][/DB]",
+    "rediss://[:PASSWORD@]HOST[:PORT][/DB]",
+    "dynamodb://TABLE",
+)
+#: DynamoDB's own rule for table names.
+_TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}")
+
+
+def _bad_url(url: str, why: str) -> ConfigError:
+    return ConfigError(
+        f"CHROMASYNC_LOCK_URL={redact_url(url)!r} {why}; expected one of "
+        + ", ".join(ACCEPTED_FORMS)
+    )
+
+
+def lock_backend_from_url(url: str, aws: AwsSettings | None = None) -> LockBackend:
+    """The backend for a lock URL; for DynamoDB, creates the table if it is missing.
+
+    ``aws`` says where DynamoDB is (defaults to the environment); Redis ignores it.
+    Raises :class:`ConfigError` for a URL it cannot use, and
+    :class:`LockBackendError` if the DynamoDB table cannot be created or checked.
+    """
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        raise _bad_url(url, "is not a valid URL") from None
+    scheme = parts.scheme.lower()
+    if scheme in ("redis", "rediss"):
+        if not parts.netloc:
+            raise _bad_url(url, "names no Redis host")
+        return RedisLockBackend(url.strip())
+    if scheme == "dynamodb":
+        table = parts.netloc
+        if not table:
+            raise _bad_url(url, "names no DynamoDB table")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise _bad_url(url, "has more than a table name after dynamodb://")
+        if not _TABLE_NAME.fullmatch(table):
+            raise _bad_url(url, "has an invalid table name (3-255 letters, digits, '_', '-', '.')")
+        backend = DynamoDBLockBackend(table, aws)
+        backend.ensure_table()
+        return backend
+    why = f"has an unsupported scheme {parts.scheme!r}" if scheme else "has no scheme"
+    raise _bad_url(url, why)

@@ -1,0 +1,130 @@
+"""Planning: a batch of changes plus the table's current state become one write plan.
+
+Each entity type has one *effect* function (looked up in :data:`EFFECTS`)
+that adds to the plan what its change means for one collection. Patches for
+the same embedding are merged, so several changes to one id become one write.
+Every planned write remembers which changes asked for it, so a write that
+cannot happen (its embedding does not exist yet) sends exactly those changes
+back for a retry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from producers.contract import Change
+from producers.entities import CollectionRole, EntityType, line_embedding_id, word_embedding_id
+from tasks.projection import Metadata, label_summary, merchant_patch, text_patch
+from tasks.sources import ReceiptKey, ReceiptState
+
+
+@dataclass
+class WritePlan:
+    collection: str
+    role: CollectionRole
+    updates: dict[str, Metadata] = field(default_factory=dict)
+    deletes: set[str] = field(default_factory=set)
+    delete_receipts: set[ReceiptKey] = field(default_factory=set)
+    merges: list[Change] = field(default_factory=list)
+    #: Change indices behind each planned update (for missing embeddings).
+    wanted_by: dict[str, set[int]] = field(default_factory=dict)
+
+    def update(self, embedding_id: str, patch: Metadata, change_index: int) -> None:
+        self.updates.setdefault(embedding_id, {}).update(patch)
+        self.wanted_by.setdefault(embedding_id, set()).add(change_index)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.updates or self.deletes or self.delete_receipts or self.merges)
+
+
+def _embedding_id(role: CollectionRole, image_id: str, rid: int, lid: int, wid: int) -> str:
+    if role is CollectionRole.LINES:
+        return line_embedding_id(image_id, rid, lid)
+    return word_embedding_id(image_id, rid, lid, wid)
+
+
+def _metadata_effect(plan: WritePlan, change: Change, state: ReceiptState, index: int) -> None:
+    patch = merchant_patch(state.metadata)
+    k = change.keys
+    if plan.role is CollectionRole.LINES:
+        targets = [line_embedding_id(k.image_id, k.receipt_id, lid) for lid in state.lines]
+    else:
+        targets = [
+            word_embedding_id(k.image_id, k.receipt_id, lid, wid) for lid, wid in state.words
+        ]
+    for target in targets:
+        plan.update(target, patch, index)
+
+
+def _label_effect(plan: WritePlan, change: Change, state: ReceiptState, index: int) -> None:
+    k = change.keys
+    assert k.line_id is not None and k.word_id is not None
+    if plan.role is CollectionRole.WORDS:
+        labels = list(state.labels.get((k.line_id, k.word_id), {}).values())
+        target = word_embedding_id(k.image_id, k.receipt_id, k.line_id, k.word_id)
+    else:
+        labels = [
+            item
+            for (lid, _wid), by_label in state.labels.items()
+            if lid == k.line_id
+            for item in by_label.values()
+        ]
+        target = line_embedding_id(k.image_id, k.receipt_id, k.line_id)
+    plan.update(target, label_summary(labels), index)
+
+
+def _text_effect(plan: WritePlan, change: Change, state: ReceiptState, index: int) -> None:
+    k = change.keys
+    assert k.line_id is not None
+    word_id = k.word_id or 0
+    item: dict[str, Any] | None
+    if change.entity_type is EntityType.RECEIPT_LINE:
+        item = state.lines.get(k.line_id)
+    else:
+        item = state.words.get((k.line_id, word_id))
+    target = _embedding_id(plan.role, k.image_id, k.receipt_id, k.line_id, word_id)
+    if item is None:
+        plan.deletes.add(target)
+    else:
+        plan.update(target, text_patch(item), index)
+
+
+def _receipt_effect(plan: WritePlan, change: Change, state: ReceiptState, index: int) -> None:
+    if state.receipt is None:
+        plan.delete_receipts.add(change.receipt_key)
+
+
+def _run_effect(plan: WritePlan, change: Change, state: ReceiptState, index: int) -> None:
+    plan.merges.append(change)
+
+
+Effect = Callable[[WritePlan, Change, ReceiptState, int], None]
+
+#: What each entity's change does to a collection; one entry per entity type.
+EFFECTS: dict[EntityType, Effect] = {
+    EntityType.RECEIPT_METADATA: _metadata_effect,
+    EntityType.RECEIPT_WORD_LABEL: _label_effect,
+    EntityType.RECEIPT_LINE: _text_effect,
+    EntityType.RECEIPT_WORD: _text_effect,
+    EntityType.RECEIPT: _receipt_effect,
+    EntityType.COMPACTION_RUN: _run_effect,
+}
+
+
+def build_plan(
+    collection: str,
+    role: CollectionRole,
+    changes: list[Change],
+    states: dict[ReceiptKey, ReceiptState],
+) -> WritePlan:
+    plan = WritePlan(collection=collection, role=role)
+    for index, change in enumerate(changes):
+        EFFECTS[change.entity_type](plan, change, states[change.receipt_key], index)
+    # An embedding deleted by the batch gets no update.
+    for embedding_id in plan.deletes:
+        plan.updates.pop(embedding_id, None)
+        plan.wanted_by.pop(embedding_id, None)
+    return plan

@@ -1,0 +1,170 @@
+"""The worker's long-lived parts and the apply of one batch under the collection's lock.
+
+One :class:`WorkerRuntime` per worker process: settings, the lock backend,
+the Chroma target, the table reader, the dead-letter queues. ``apply_batch``
+is the whole write path: take the lease, re-read the table, plan, write
+(checking the lease before each call), release.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from producers.contract import Change, ChangeBatch
+from producers.entities import CollectionRole
+from tasks.chroma.target import ChromaTarget, chroma_target_from_settings
+from tasks.config import WorkerSettings
+from tasks.deadletter import DeadLetterQueues
+from tasks.errors import is_transient
+from tasks.lease import HeldLease
+from tasks.locks import lock_backend_from_url
+from tasks.locks.backend import LockBackend
+from tasks.plan import build_plan
+from tasks.sources import TableReader
+from tasks.writer import ChromaWriter, DeltaMerger, WriteResult
+
+log = logging.getLogger(__name__)
+
+
+class UnknownCollection(ValueError):
+    """A batch names a collection this deployment does not keep."""
+
+
+@dataclass
+class BatchOutcome:
+    batch: ChangeBatch
+    result: WriteResult = field(default_factory=WriteResult)
+    #: Indices of changes whose embedding is not in Chroma yet.
+    waiting: set[int] = field(default_factory=set)
+    #: Index → exception for changes that failed on their own.
+    failed: dict[int, BaseException] = field(default_factory=dict)
+    fence: int | None = None
+    lock_wait: float = 0.0
+    lock_hold: float = 0.0
+
+    @property
+    def applied(self) -> int:
+        return len(self.batch.changes) - len(self.waiting) - len(self.failed)
+
+
+class WorkerRuntime:
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        lock_backend: LockBackend | None = None,
+        target: ChromaTarget | None = None,
+        reader: TableReader | None = None,
+        merge_delta: DeltaMerger | None = None,
+    ) -> None:
+        self.settings = settings
+        shared = settings.shared
+        self.lock_backend = lock_backend or lock_backend_from_url(settings.lock_url, shared.aws)
+        self.target = target or chroma_target_from_settings(settings)
+        self.reader = reader or TableReader(shared.aws, shared.table)
+        self.writer = ChromaWriter(self.target)
+        self.dead_letters = DeadLetterQueues(shared)
+        self.merge_delta = merge_delta
+
+    def role(self, collection: str) -> CollectionRole:
+        shared = self.settings.shared
+        if collection == shared.lines_collection:
+            return CollectionRole.LINES
+        if collection == shared.words_collection:
+            return CollectionRole.WORDS
+        raise UnknownCollection(
+            f"collection {collection!r} is not one of {list(shared.collections)} "
+            "(CHROMASYNC_COLLECTIONS)"
+        )
+
+    def lease(self, collection: str) -> HeldLease:
+        s = self.settings
+        return HeldLease(
+            self.lock_backend, collection, s.lock_ttl, s.lock_safety_margin, s.lock_wait
+        )
+
+    def _apply(
+        self,
+        collection: str,
+        role: CollectionRole,
+        changes: list[Change],
+        held: HeldLease,
+        outcome: BatchOutcome,
+        offset: list[int],
+    ) -> None:
+        states = self.reader.receipts([c.receipt_key for c in changes])
+        plan = build_plan(collection, role, changes, states)
+        result = self.writer.apply(plan, held.check, self.merge_delta)
+        for missing in result.missing:
+            outcome.waiting.update(offset[i] for i in plan.wanted_by.get(missing, ()))
+        total = outcome.result
+        total.updated += result.updated
+        total.deleted += result.deleted
+        total.merged += result.merged
+        total.write_calls += result.write_calls
+        total.missing |= result.missing
+
+    def apply_batch(self, batch: ChangeBatch) -> BatchOutcome:
+        """Apply a batch under the collection's lease.
+
+        A transient error (lock, connectivity, lost lease) propagates so the
+        whole batch is retried (applying current state is idempotent). Any
+        other error makes the batch fall back to one change at a time, so one
+        bad change fails alone.
+        """
+        role = self.role(batch.collection)
+        outcome = BatchOutcome(batch)
+        with self.lease(batch.collection) as held:
+            outcome.fence = held.fence
+            outcome.lock_wait = held.waited
+            indices = list(range(len(batch.changes)))
+            try:
+                self._apply(batch.collection, role, batch.changes, held, outcome, indices)
+            except Exception as exc:
+                if is_transient(exc) or len(batch.changes) == 1:
+                    if not is_transient(exc):
+                        outcome.failed[0] = exc
+                        return outcome
+                    raise
+                log.warning(
+                    "batch %s failed (%s); applying its changes one by one", batch.batch_id, exc
+                )
+                for index, change in enumerate(batch.changes):
+                    try:
+                        self._apply(batch.collection, role, [change], held, outcome, [index])
+                    except Exception as single:
+                        if is_transient(single):
+                            raise
+                        outcome.failed[index] = single
+            outcome.lock_hold = time.monotonic() - held.acquired_at
+        return outcome
+
+    def close(self) -> None:
+        self.target.close()
+        self.lock_backend.close()
+
+
+_runtime: WorkerRuntime | None = None
+
+
+def get_runtime() -> WorkerRuntime:
+    """The process's runtime, built on first use (after the pool forks)."""
+    global _runtime
+    if _runtime is None:
+        _runtime = WorkerRuntime(WorkerSettings.from_env())
+    return _runtime
+
+
+def reset_runtime() -> None:
+    global _runtime
+    if _runtime is not None:
+        _runtime.close()
+    _runtime = None
+
+
+def subset(batch: ChangeBatch, indices: set[int] | list[int]) -> dict[str, Any]:
+    """The payload of a batch restricted to some of its changes (same batch id)."""
+    chosen = [batch.changes[i] for i in sorted(indices)]
+    return batch.model_copy(update={"changes": chosen}).to_payload()

@@ -1,0 +1,81 @@
+"""The Chroma writer: carry out a :class:`~tasks.plan.WritePlan` with as few calls as possible.
+
+Read once (which planned ids exist), then write once per chunk of at most
+Chroma's max batch size. Before every write call the lease is checked; a
+lost lease stops the batch before the write, never after. Ids that do not
+exist yet are not written (Chroma's update silently ignores unknown ids) and
+are reported, so the changes that wanted them can be retried.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tasks.chroma.target import ChromaTarget, chunks
+from tasks.plan import WritePlan
+
+#: Called before every write call; raises when the lease no longer holds.
+LeaseCheck = Callable[[], None]
+#: Merges a compaction run's delta; returns the number of embeddings upserted.
+DeltaMerger = Callable[[Any, Any, LeaseCheck], int]
+
+
+@dataclass
+class WriteResult:
+    updated: int = 0
+    deleted: int = 0
+    merged: int = 0
+    missing: set[str] = field(default_factory=set)
+    write_calls: int = 0
+
+
+class ChromaWriter:
+    def __init__(self, target: ChromaTarget) -> None:
+        self.target = target
+
+    def _existing(self, collection: Any, ids: list[str]) -> set[str]:
+        found: set[str] = set()
+        for chunk in chunks(ids, self.target.max_batch_size):
+            found.update(collection.get(ids=chunk, include=[])["ids"])
+        return found
+
+    def apply(
+        self,
+        plan: WritePlan,
+        check_lease: LeaseCheck,
+        merge_delta: DeltaMerger | None = None,
+    ) -> WriteResult:
+        result = WriteResult()
+        if plan.empty:
+            return result
+        collection = self.target.collection(plan.collection)
+        size = self.target.max_batch_size
+        with self.target.writing(plan.collection):
+            # Delta merges first: updates in the same batch may target their ids.
+            for change in plan.merges:
+                if merge_delta is None:
+                    raise NotImplementedError("compaction run merges need a delta merger")
+                result.merged += merge_delta(collection, change, check_lease)
+            wanted = sorted(plan.updates)
+            existing = self._existing(collection, wanted) if wanted else set()
+            result.missing = set(wanted) - existing
+            present = [i for i in wanted if i in existing]
+            for chunk in chunks(present, size):
+                check_lease()
+                collection.update(ids=chunk, metadatas=[plan.updates[i] for i in chunk])
+                result.updated += len(chunk)
+                result.write_calls += 1
+            doomed = set(plan.deletes)
+            for image_id, receipt_id in sorted(plan.delete_receipts):
+                where = {"$and": [{"image_id": image_id}, {"receipt_id": receipt_id}]}
+                doomed.update(collection.get(where=where, include=[])["ids"])
+            if doomed:
+                to_delete = sorted(self._existing(collection, sorted(doomed)))
+                for chunk in chunks(to_delete, size):
+                    check_lease()
+                    collection.delete(ids=chunk)
+                    result.deleted += len(chunk)
+                    result.write_calls += 1
+        return result

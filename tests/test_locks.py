@@ -1,0 +1,355 @@
+"""Lock backends against the real stores: redis-server and a moto server in server mode.
+
+Every behaviour test runs on both backends, since the worker must not care which
+one ``CHROMASYNC_LOCK_URL`` picked.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import boto3
+import pytest
+import redis
+from botocore.config import Config
+
+from producers.config import AwsSettings, ConfigError
+from tasks.locks import (
+    DynamoDBLockBackend,
+    Lease,
+    LockBackend,
+    LockBackendError,
+    RedisLockBackend,
+    lock_backend_from_url,
+)
+from tests.servers import MotoServer, free_port, redis_url, wait_for
+
+#: Short enough for tests to wait out, long enough to survive a slow request.
+SHORT_TTL = 0.3
+#: A lease that will not run out during a test.
+LONG_TTL = 30.0
+#: Lock table the DynamoDB backend uses in these tests.
+TABLE = "chromasync-test-locks"
+
+
+def aws_for(url: str | None) -> AwsSettings:
+    return AwsSettings(
+        endpoint_url=url, region="us-east-1", access_key_id="testing", secret_access_key="testing"
+    )
+
+
+@pytest.fixture(params=["redis", "dynamodb"])
+def backend(request: pytest.FixtureRequest) -> Iterator[LockBackend]:
+    if request.param == "redis":
+        request.getfixturevalue("redis_client")  # clean db 15, fails clearly if Redis is down
+        made: LockBackend = lock_backend_from_url(redis_url())
+    else:
+        moto: MotoServer = request.getfixturevalue("moto")
+        made = lock_backend_from_url(f"dynamodb://{TABLE}", aws=aws_for(moto.url))
+    yield made
+    made.close()
+
+
+def token() -> str:
+    return f"worker-{uuid.uuid4().hex[:8]}"
+
+
+def acquire_after_expiry(backend: LockBackend, name: str, owner: str, ttl: float) -> Lease:
+    """Poll until the previous lease has run out and ``owner`` gets the lock."""
+    lease: Lease = wait_for(
+        lambda: backend.acquire(name, owner, ttl), timeout=10, what=f"{owner} to get {name}"
+    )
+    return lease
+
+
+def test_acquire_when_free(backend: LockBackend) -> None:
+    owner = token()
+    lease = backend.acquire("lines", owner, LONG_TTL)
+    assert lease is not None
+    assert (lease.name, lease.owner, lease.ttl) == ("lines", owner, LONG_TTL)
+    assert lease.fence >= 1
+
+
+def test_second_owner_refused_while_held(backend: LockBackend) -> None:
+    first = backend.acquire("lines", token(), LONG_TTL)
+    assert first is not None
+    assert backend.acquire("lines", token(), LONG_TTL) is None
+    # Even the holder cannot take it twice: a second acquisition would bump the fence.
+    assert backend.acquire("lines", first.owner, LONG_TTL) is None
+    # Other locks are independent.
+    assert backend.acquire("words", token(), LONG_TTL) is not None
+
+
+def test_acquire_after_expiry(backend: LockBackend) -> None:
+    first = backend.acquire("lines", token(), SHORT_TTL)
+    assert first is not None
+    second = acquire_after_expiry(backend, "lines", token(), LONG_TTL)
+    assert second.owner != first.owner
+    assert backend.info("lines").owner == second.owner
+
+
+def test_fence_strictly_increases(backend: LockBackend) -> None:
+    fences = []
+    for _ in range(3):
+        lease = backend.acquire("lines", token(), LONG_TTL)
+        assert lease is not None
+        fences.append(lease.fence)
+        assert backend.release(lease)
+    expiring = backend.acquire("lines", token(), SHORT_TTL)
+    assert expiring is not None
+    fences.append(expiring.fence)
+    fences.append(acquire_after_expiry(backend, "lines", token(), LONG_TTL).fence)
+    assert fences == sorted(set(fences)), fences
+
+
+def test_extend_by_owner(backend: LockBackend) -> None:
+    # Long enough that a slow first request cannot let it run out before the extension.
+    first_ttl = 1.0
+    lease = backend.acquire("lines", token(), first_ttl)
+    assert lease is not None
+    assert backend.extend(lease, LONG_TTL)
+    info = backend.info("lines")
+    assert info.owner == lease.owner
+    assert info.remaining is not None and info.remaining > first_ttl
+    # Past the original ttl the extended lease still keeps others out; nothing to poll for
+    # when the expected outcome is that nothing changes, hence a plain sleep.
+    time.sleep(first_ttl * 1.5)
+    assert backend.acquire("lines", token(), LONG_TTL) is None
+    assert backend.extend(lease, LONG_TTL)
+
+
+def test_extend_refused_for_stranger(backend: LockBackend) -> None:
+    lease = backend.acquire("lines", token(), LONG_TTL)
+    assert lease is not None
+    stranger = Lease(name="lines", owner=token(), ttl=LONG_TTL, fence=lease.fence)
+    assert not backend.extend(stranger, LONG_TTL)
+    assert backend.info("lines").owner == lease.owner
+
+
+def test_extend_refused_after_someone_else_took_expired_lock(backend: LockBackend) -> None:
+    old = backend.acquire("lines", token(), SHORT_TTL)
+    assert old is not None
+    new = acquire_after_expiry(backend, "lines", token(), LONG_TTL)
+    assert not backend.extend(old, LONG_TTL)
+    assert not backend.release(old)
+    info = backend.info("lines")
+    assert (info.owner, info.fence) == (new.owner, new.fence)
+
+
+def test_extend_refused_after_expiry_even_if_nobody_took_it(backend: LockBackend) -> None:
+    lease = backend.acquire("lines", token(), SHORT_TTL)
+    assert lease is not None
+    wait_for(lambda: backend.info("lines").owner is None, timeout=10, what="lease expiry")
+    assert not backend.extend(lease, LONG_TTL)
+    assert not backend.release(lease)
+
+
+def test_release_by_stranger_does_nothing(backend: LockBackend) -> None:
+    lease = backend.acquire("lines", token(), LONG_TTL)
+    assert lease is not None
+    stranger = Lease(name="lines", owner=token(), ttl=LONG_TTL, fence=lease.fence)
+    assert backend.release(stranger) is False
+    assert backend.info("lines").owner == lease.owner
+    assert backend.acquire("lines", token(), LONG_TTL) is None
+
+
+def test_release_by_owner_frees_it(backend: LockBackend) -> None:
+    lease = backend.acquire("lines", token(), LONG_TTL)
+    assert lease is not None
+    assert backend.release(lease) is True
+    assert backend.release(lease) is False
+    info = backend.info("lines")
+    assert (info.owner, info.remaining, info.fence) == (None, None, lease.fence)
+    assert backend.acquire("lines", token(), LONG_TTL) is not None
+
+
+def test_info(backend: LockBackend) -> None:
+    empty = backend.info("never-used")
+    assert (empty.name, empty.owner, empty.remaining, empty.fence) == (
+        "never-used",
+        None,
+        None,
+        0,
+    )
+    lease = backend.acquire("lines", token(), 10.0)
+    assert lease is not None
+    info = backend.info("lines")
+    assert info.name == "lines"
+    assert info.owner == lease.owner
+    assert info.remaining is not None and 0 < info.remaining <= 10.0
+    assert info.fence == lease.fence
+
+
+def race_for(backend: LockBackend, name: str, threads: int) -> list[Lease | None]:
+    """``threads`` owners call acquire at the same instant; what each of them got."""
+    start = threading.Barrier(threads)
+    results: list[Lease | None] = []
+    errors: list[BaseException] = []
+    guard = threading.Lock()
+
+    def contend() -> None:
+        start.wait()
+        try:
+            result = backend.acquire(name, token(), LONG_TTL)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            with guard:
+                errors.append(exc)
+            return
+        with guard:
+            results.append(result)
+
+    workers = [threading.Thread(target=contend) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(30)
+    assert not errors, errors
+    assert len(results) == threads
+    return results
+
+
+#: Moto's DynamoDB is not atomic under concurrency: the server is a threaded werkzeug app
+#: and UpdateItem evaluates the ConditionExpression, then writes, without any lock, so two
+#: simultaneous acquirers can both win (seen in roughly a third of runs of 8 threads x 5
+#: rounds, sometimes even with the same fence: the ADD is a lost update too). Real
+#: DynamoDB makes conditional writes atomic per item; the test keeps running so a moto
+#: that fixes this shows up as XPASS.
+MOTO_RACE = pytest.mark.xfail(
+    reason="moto server runs conditional UpdateItem without a lock (check-then-write race)",
+    strict=False,
+)
+
+
+@pytest.mark.parametrize(
+    "backend",
+    ["redis", pytest.param("dynamodb", marks=MOTO_RACE)],
+    indirect=True,
+)
+def test_racing_acquirers_get_exactly_one_winner(backend: LockBackend) -> None:
+    for round_ in range(5):
+        name = f"race-{round_}"
+        winners = [lease for lease in race_for(backend, name, threads=8) if lease is not None]
+        assert len(winners) == 1, winners
+        assert backend.info(name).owner == winners[0].owner
+
+
+def test_ttl_must_be_positive(backend: LockBackend) -> None:
+    with pytest.raises(ValueError, match="positive"):
+        backend.acquire("lines", token(), 0)
+
+
+# -- choosing a backend --------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("redis_client")
+def test_url_picks_redis() -> None:
+    backend = lock_backend_from_url(redis_url())
+    assert isinstance(backend, RedisLockBackend)
+    backend.close()
+    # rediss:// is accepted without connecting at construction time.
+    tls = lock_backend_from_url("rediss://:secret@127.0.0.1:6380/0")
+    assert isinstance(tls, RedisLockBackend)
+    tls.close()
+
+
+def test_url_picks_dynamodb_and_creates_table(moto: MotoServer) -> None:
+    aws = aws_for(moto.url)
+    backend = lock_backend_from_url(f"dynamodb://{TABLE}", aws=aws)
+    assert isinstance(backend, DynamoDBLockBackend)
+    assert backend.table == TABLE
+    client = boto3.client("dynamodb", **aws.client_kwargs())
+    table = client.describe_table(TableName=TABLE)["Table"]
+    assert table["KeySchema"] == [{"AttributeName": "lock_name", "KeyType": "HASH"}]
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    # A second worker starting finds the table and reuses it.
+    again = lock_backend_from_url(f"dynamodb://{TABLE}", aws=aws)
+    assert again.acquire("lines", token(), LONG_TTL) is not None
+    backend.close()
+    again.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "",
+        "locks",
+        "memcached://127.0.0.1:11211",
+        "http://127.0.0.1:8000",
+        "dynamodb://",
+        "dynamodb:///",
+        "dynamodb://ab",
+        "dynamodb://table/extra",
+        "dynamodb://bad*name",
+        "redis://",
+    ],
+)
+def test_url_rejects_bad_urls(url: str) -> None:
+    with pytest.raises(ConfigError, match="CHROMASYNC_LOCK_URL") as raised:
+        lock_backend_from_url(url, aws=aws_for("http://127.0.0.1:1"))
+    message = str(raised.value)
+    assert "redis://" in message and "dynamodb://TABLE" in message
+
+
+def test_url_error_hides_password() -> None:
+    with pytest.raises(ConfigError) as raised:
+        lock_backend_from_url("memcached://user:hunter2@cache:11211")
+    assert "hunter2" not in str(raised.value)
+    assert "user:***@cache:11211" in str(raised.value)
+
+
+# -- unreachable stores --------------------------------------------------------------------
+
+
+def test_unreachable_redis_raises_quickly() -> None:
+    port = free_port()
+    backend = RedisLockBackend(f"redis://:hunter2@127.0.0.1:{port}/0", socket_timeout=1.0)
+    started = time.monotonic()
+    with pytest.raises(LockBackendError) as raised:
+        backend.acquire("lines", token(), LONG_TTL)
+    assert time.monotonic() - started < 5
+    message = str(raised.value)
+    assert "unreachable" in message
+    assert f"127.0.0.1:{port}" in message
+    assert "hunter2" not in message
+    assert isinstance(raised.value.__cause__, redis.ConnectionError)
+    for call in (
+        lambda: backend.info("lines"),
+        lambda: backend.release(Lease("lines", "x", LONG_TTL, 1)),
+        lambda: backend.extend(Lease("lines", "x", LONG_TTL, 1), LONG_TTL),
+    ):
+        with pytest.raises(LockBackendError):
+            call()
+    backend.close()
+
+
+def test_unreachable_dynamodb_raises() -> None:
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    backend = DynamoDBLockBackend(
+        TABLE,
+        aws_for(endpoint),
+        config=Config(connect_timeout=1, read_timeout=1, retries={"max_attempts": 1}),
+    )
+    started = time.monotonic()
+    with pytest.raises(LockBackendError) as raised:
+        backend.acquire("lines", token(), LONG_TTL)
+    assert time.monotonic() - started < 10
+    assert "unreachable" in str(raised.value)
+    assert endpoint in str(raised.value)
+    for call in (
+        lambda: backend.info("lines"),
+        lambda: backend.release(Lease("lines", "x", LONG_TTL, 1)),
+        backend.ensure_table,
+    ):
+        with pytest.raises(LockBackendError):
+            call()
+    backend.close()
+
+
+def test_missing_dynamodb_table_is_reported(moto: MotoServer) -> None:
+    backend = DynamoDBLockBackend("no-such-table", aws_for(moto.url))
+    with pytest.raises(LockBackendError, match="does not exist"):
+        backend.acquire("lines", token(), LONG_TTL)
+    backend.close()
