@@ -38,8 +38,10 @@ class PublishError(RuntimeError):
 
 def producer_app() -> Celery:
     """A Celery app that only sends; it knows task names, not task code."""
+    from celeryconfig import celery_settings
+
     app = Celery("chromasync-producer", set_as_current=False)
-    app.config_from_object("celeryconfig")
+    app.conf.update(celery_settings())
     return app
 
 

@@ -9,6 +9,7 @@ import pytest
 import redis
 
 from tests.servers import MotoServer, redis_url
+from tests.stack import Stack
 
 
 @pytest.fixture(scope="session")
@@ -52,3 +53,34 @@ def aws_env(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return {**os.environ, **env}
+
+
+@pytest.fixture
+def stack_env(
+    aws_env: dict[str, str], redis_client: redis.Redis, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    """Environment of a whole system: unique names, Chroma under tmp_path, Redis lock (db 15)."""
+    import uuid
+
+    suffix = uuid.uuid4().hex[:8]
+    env = {
+        "CHROMASYNC_TABLE": f"receipts-{suffix}",
+        "CHROMASYNC_QUEUE_PREFIX": f"t{suffix}-",
+        "CHROMASYNC_CHROMA_DIR": str(tmp_path / "chroma"),
+        "CHROMASYNC_LOCK_URL": redis_url(),
+        "CHROMASYNC_CHECKPOINT_URL": f"dynamodb://checkpoints-{suffix}",
+        "CHROMASYNC_WAIT_TIME_SECONDS": "1",
+        "ANONYMIZED_TELEMETRY": "False",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("CHROMASYNC_CHROMA_URL", raising=False)
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
+    return {**aws_env, **env}
+
+
+@pytest.fixture
+def stack(stack_env: dict[str, str], tmp_path) -> Iterator[Stack]:
+    system = Stack(stack_env, tmp_path)
+    yield system
+    system.stop()

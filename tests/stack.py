@@ -1,0 +1,110 @@
+"""A whole chromasync system for one test: table, queues, seeded Chroma, real workers."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from chromasync.local import wait_for
+from chromasync.provision import ensure_queues, ensure_table, queue_depths
+from chromasync.seed import ReceiptSpec, seed_chroma, seed_table
+from chromasync.workers import WorkerProcess
+from producers.checkpoints import checkpoint_store_from_env
+from producers.config import Settings
+from producers.pipeline import StreamProcessor
+from producers.poller import StreamPoller
+from producers.publishing import Publisher
+from tasks.chroma.targets.embedded import EmbeddedChromaTarget
+
+
+@dataclass
+class Stack:
+    env: dict[str, str]
+    tmp: Path
+    settings: Settings = field(init=False)
+    workers: list[WorkerProcess] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.settings = Settings.from_env(self.env)
+        ensure_table(self.settings)
+        ensure_queues(self.settings)
+        kwargs = self.settings.aws.client_kwargs()
+        self.table = boto3.resource("dynamodb", **kwargs).Table(self.settings.table)
+        self.sqs = boto3.client("sqs", **kwargs)
+        self.target = EmbeddedChromaTarget(self.tmp / "chroma")
+
+    @property
+    def lines(self) -> str:
+        return self.settings.lines_collection
+
+    @property
+    def words(self) -> str:
+        return self.settings.words_collection
+
+    def seed(self, receipts: list[ReceiptSpec]) -> None:
+        seed_table(self.table, receipts)
+        seed_chroma(self.target, self.lines, "lines", receipts)
+        seed_chroma(self.target, self.words, "words", receipts)
+
+    def collection(self, name: str) -> Any:
+        return self.target.collection(name)
+
+    def start_worker(
+        self, collection: str, name: str | None = None, extra_env: dict[str, str] | None = None
+    ) -> WorkerProcess:
+        log = self.tmp / f"worker-{name or collection}-{len(self.workers)}.log"
+        worker = WorkerProcess.start(
+            collection, self.settings.queue_for(collection), {**self.env, **(extra_env or {})}, log
+        )
+        self.workers.append(worker)
+        wait_for(lambda: self._ready(worker), 60, interval=0.1, what=f"worker {collection}")
+        return worker
+
+    @staticmethod
+    def _ready(worker: WorkerProcess) -> bool:
+        if not worker.alive():
+            raise RuntimeError(f"worker exited:\n{worker.log_tail()}")
+        return " ready." in worker.log_tail(200)
+
+    def start_workers(self) -> None:
+        for collection in self.settings.collections:
+            self.start_worker(collection)
+
+    def poller(self, publisher: Publisher | None = None) -> StreamPoller:
+        processor = StreamProcessor(self.settings, publisher or Publisher(self.settings))
+        return StreamPoller(
+            self.settings, processor, checkpoint_store_from_env(self.env, self.settings.aws)
+        )
+
+    def queues_empty(self, include_dlq: bool = False) -> bool:
+        depths = queue_depths(self.settings, self.sqs)
+        names = [self.settings.sqs_queue_name(c) for c in self.settings.collections]
+        if include_dlq:
+            names += [self.settings.dlq_name(c) for c in self.settings.collections]
+        return all(depths[n] == (0, 0) for n in names)
+
+    def drain(self, poller: StreamPoller, timeout: float = 60) -> None:
+        """Poll the stream until it is read to the end and the workers emptied the queues."""
+
+        def done() -> bool:
+            for worker in self.workers:
+                if not worker.alive():
+                    raise RuntimeError(f"worker died:\n{worker.log_tail()}")
+            return poller.poll_once() == 0 and self.queues_empty()
+
+        wait_for(done, timeout, interval=0.2, what="stream and queues to drain")
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop(timeout=15)
+
+
+def run_poller_in_thread(poller: StreamPoller) -> tuple[threading.Thread, threading.Event]:
+    stop = threading.Event()
+    thread = threading.Thread(target=poller.run, args=(stop,), daemon=True)
+    thread.start()
+    return thread, stop
