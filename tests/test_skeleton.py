@@ -1,4 +1,4 @@
-"""The walking skeleton: a RECEIPT_METADATA MODIFY travels table → stream → SQS → worker → Chroma."""
+"""Walking skeleton: a RECEIPT_METADATA MODIFY goes table → stream → SQS → worker → Chroma."""
 
 from __future__ import annotations
 
