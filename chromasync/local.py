@@ -63,7 +63,7 @@ class MotoServer:
         port = port or free_port()
         out: IO[Any] | int = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
         process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            [sys.executable, "-m", "chromasync.motoserver", "-H", "127.0.0.1", "-p", str(port)],
             stdout=out,
             stderr=subprocess.STDOUT,
         )

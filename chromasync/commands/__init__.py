@@ -1,0 +1,6 @@
+"""One module per ``chromasync`` subcommand; each has ``register(subparsers)``.
+
+:data:`COMMANDS` lists them in the order ``--help`` shows them.
+"""
+
+COMMANDS = ("run", "poll")
