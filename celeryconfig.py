@@ -60,6 +60,10 @@ def celery_settings(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # a worker that dies mid-batch leaves its message to come back.
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
+        # An error that escapes the task (only when even the dead-letter queue
+        # cannot be written) must not ack: kombu then leaves the message to SQS,
+        # which redelivers it and, past maxReceiveCount, moves it to the DLQ.
+        "task_acks_on_failure_or_timeout": False,
         "worker_prefetch_multiplier": 1,
         "worker_concurrency": 1,
         "worker_disable_rate_limits": True,

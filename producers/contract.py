@@ -16,11 +16,19 @@ from __future__ import annotations
 
 import base64
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from producers.entities import SPECS_BY_TYPE, EntityType
 
@@ -140,3 +148,57 @@ class ChangeBatch(BaseModel):
             kinds[label] = kinds.get(label, 0) + 1
         parts = ", ".join(f"{k}x{v}" for k, v in sorted(kinds.items()))
         return f"{self.collection} batch {self.batch_id[:8]}: {len(self.changes)} changes ({parts})"
+
+
+class BatchEnvelope(BaseModel):
+    """A payload's own fields, with its changes not yet validated one by one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1]
+    batch_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    collection: Annotated[str, StringConstraints(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")]
+    changes: list[Any] = Field(min_length=1)
+    produced_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    producer: str = "unknown"
+
+
+@dataclass(frozen=True)
+class RejectedChange:
+    index: int
+    change: Any
+    error: str
+
+
+def validate_payload(payload: Any) -> tuple[ChangeBatch | None, list[RejectedChange]]:
+    """Validate a task payload change by change.
+
+    A payload whose envelope is wrong (not an object, another schema_version,
+    no collection) raises :class:`pydantic.ValidationError`: nothing of it is
+    applied. A payload with a sound envelope keeps its valid changes; each
+    invalid change is returned with its error, so one bad change does not
+    fail the rest of its batch.
+    """
+    envelope = BatchEnvelope.model_validate(payload)
+    valid: list[Change] = []
+    rejected: list[RejectedChange] = []
+    for index, raw in enumerate(envelope.changes):
+        try:
+            valid.append(Change.model_validate(raw))
+        except ValidationError as exc:
+            rejected.append(RejectedChange(index, raw, _short(exc)))
+    if not valid:
+        return None, rejected
+    batch = ChangeBatch(
+        batch_id=envelope.batch_id,
+        collection=envelope.collection,
+        changes=valid,
+        produced_at=envelope.produced_at,
+        producer=envelope.producer,
+    )
+    return batch, rejected
+
+
+def _short(exc: ValidationError) -> str:
+    parts = [f"{'.'.join(str(p) for p in e['loc']) or 'change'}: {e['msg']}" for e in exc.errors()]
+    return "; ".join(parts)[:2000]

@@ -52,16 +52,29 @@ def shrink(change: Change) -> Change:
     return smaller
 
 
+def receipt_group(change: Change) -> str:
+    """The FIFO message group of a change: its receipt."""
+    return f"{change.keys.image_id}#{change.keys.receipt_id:05d}"
+
+
 def pack(
-    routed: Iterable[Routed], max_changes: int, producer: str = "chromasync"
+    routed: Iterable[Routed],
+    max_changes: int,
+    producer: str = "chromasync",
+    per_receipt: bool = False,
 ) -> list[ChangeBatch]:
-    """Group routed changes per collection into as few batches as fit."""
-    per_collection: dict[str, list[Change]] = {}
+    """Group routed changes per collection into as few batches as fit.
+
+    With ``per_receipt`` (FIFO queues, one message group per receipt) a batch
+    holds the changes of one receipt only, so its group id is exact.
+    """
+    groups: dict[tuple[str, str], list[Change]] = {}
     for item in routed:
-        per_collection.setdefault(item.collection, []).append(shrink(item.change))
+        key = (item.collection, receipt_group(item.change) if per_receipt else "")
+        groups.setdefault(key, []).append(shrink(item.change))
     batches: list[ChangeBatch] = []
     envelope = 512  # the batch's own fields, generously
-    for collection, changes in per_collection.items():
+    for (collection, _group), changes in groups.items():
         current: list[Change] = []
         size = envelope
         for change in changes:

@@ -20,8 +20,9 @@ from producers.changes import Detected, Ignored, detect
 from producers.config import Settings
 from producers.decoding import MalformedRecord, decode_record
 from producers.entities import CollectionRole
-from producers.packing import ChangeTooLarge, Routed, pack
+from producers.packing import ChangeTooLarge, Routed, pack, shrink
 from producers.publishing import Published, Publisher, PublishError
+from producers.quarantine import Quarantine
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,8 @@ class ProcessReport:
     changes: int = 0
     ignored: Counter[str] = field(default_factory=Counter)
     malformed: list[RejectedRecord] = field(default_factory=list)
+    #: Malformed records kept in the quarantine queue.
+    quarantined: int = 0
     published: list[Published] = field(default_factory=list)
     #: Index of the first record whose changes were not all published.
     failed_from: int | None = None
@@ -59,6 +62,7 @@ class ProcessReport:
         self.changes += other.changes
         self.ignored.update(other.ignored)
         self.malformed.extend(other.malformed)
+        self.quarantined += other.quarantined
         self.published.extend(other.published)
         if other.error and not self.error:
             self.error = other.error
@@ -73,9 +77,17 @@ def _sequence_of(raw: Any) -> str | None:
 
 
 class StreamProcessor:
-    def __init__(self, settings: Settings, publisher: Publisher) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        publisher: Publisher,
+        quarantine: Quarantine | None = None,
+        source: str = "stream",
+    ) -> None:
         self.settings = settings
         self.publisher = publisher
+        self.quarantine = quarantine or Quarantine(settings)
+        self.source = source
 
     def _collection(self, role: CollectionRole) -> str:
         if role is CollectionRole.LINES:
@@ -91,7 +103,9 @@ class StreamProcessor:
             report.sequence_numbers.append(seq)
             try:
                 outcome = detect(decode_record(raw), self.settings)
-            except MalformedRecord as exc:
+                if isinstance(outcome, Detected):
+                    outcome = Detected(shrink(outcome.change), outcome.roles)
+            except (MalformedRecord, ChangeTooLarge) as exc:
                 report.malformed.append(RejectedRecord(index, seq, str(exc)))
                 log.error(
                     "malformed stream record %s (sequence %s) skipped: %s; record: %s",
@@ -109,23 +123,37 @@ class StreamProcessor:
             for role in outcome.roles:
                 routed.append(Routed(self._collection(role), outcome.change))
                 origin.append(index)
-        try:
-            batches = pack(routed, self.settings.max_changes_per_task)
-        except ChangeTooLarge as exc:
-            report.error = str(exc)
-            report.failed_from = 0
-            return report
+        unsaved = self._quarantine(raw_records, report)
+        batches = pack(routed, self.settings.max_changes_per_task, per_receipt=self.settings.fifo)
         # Map each batch back to the records it carries.
         by_event: dict[str, int] = {}
         for item, index in zip(routed, origin, strict=True):
             by_event.setdefault(item.change.event_id, index)
+        failed_from = unsaved
         for position, batch in enumerate(batches):
             try:
                 report.published.append(self.publisher.publish(batch))
             except PublishError as exc:
                 report.error = str(exc)
                 remaining = batches[position:]
-                report.failed_from = min(by_event[c.event_id] for b in remaining for c in b.changes)
-                log.error("%s; records from index %d are reported failed", exc, report.failed_from)
+                first = min(by_event[c.event_id] for b in remaining for c in b.changes)
+                failed_from = first if failed_from is None else min(failed_from, first)
                 break
+        if failed_from is not None:
+            report.failed_from = failed_from
+            log.error("records from index %d are reported failed: %s", failed_from, report.error)
         return report
+
+    def _quarantine(self, raw_records: Sequence[Any], report: ProcessReport) -> int | None:
+        """Keep every malformed record; the index of the first that could not be kept."""
+        for rejected in report.malformed:
+            try:
+                self.quarantine.send(raw_records[rejected.index], rejected.error, self.source)
+                report.quarantined += 1
+            except Exception as exc:  # noqa: BLE001 - reported as a failed record instead
+                report.error = (
+                    f"could not quarantine malformed record {rejected.sequence_number} "
+                    f"in {self.quarantine.queue_name}: {exc}"
+                )
+                return rejected.index
+        return None

@@ -21,6 +21,7 @@ from celery import Celery
 
 from producers.config import Settings
 from producers.contract import APPLY_TASK_NAME, ChangeBatch
+from producers.packing import receipt_group
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +82,7 @@ class Publisher:
         queue = self.settings.queue_for(batch.collection)
         options: dict[str, Any] = {"queue": queue, "retry": False}
         if self.settings.fifo:
-            first = batch.changes[0].keys
-            options["MessageGroupId"] = f"{first.image_id}#{first.receipt_id:05d}"
+            options["MessageGroupId"] = receipt_group(batch.changes[0])
             digest = hashlib.sha256(
                 (batch.collection + "|" + "|".join(c.event_id for c in batch.changes)).encode()
             ).hexdigest()

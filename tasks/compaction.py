@@ -15,12 +15,13 @@ from typing import Any
 from celery import Task
 from pydantic import ValidationError
 
-from producers.contract import APPLY_TASK_NAME, ChangeBatch
+from producers.contract import APPLY_TASK_NAME, ChangeBatch, validate_payload
+from producers.packing import receipt_group
 from producers.publishing import backoff_delay
 from tasks.app import app
 from tasks.deadletter import DeadLetter, now
-from tasks.errors import EmbeddingMissing, is_transient
-from tasks.runtime import WorkerRuntime, get_runtime, subset
+from tasks.errors import EmbeddingMissing, InvalidChange, is_transient
+from tasks.runtime import UnknownCollection, WorkerRuntime, get_runtime, subset
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +52,14 @@ class FailureHistory:
         )
 
 
-def _collection_of(payload: Any) -> str:
-    if isinstance(payload, dict) and isinstance(payload.get("collection"), str):
-        return payload["collection"]
-    return "unknown"
+def _collection_of(task: Task, runtime: WorkerRuntime, payload: Any) -> str:
+    """Where a payload's dead letter goes: its collection, else the queue it came from."""
+    collections = runtime.settings.shared.collections
+    if isinstance(payload, dict) and payload.get("collection") in collections:
+        return str(payload["collection"])
+    routing_key = str((task.request.delivery_info or {}).get("routing_key") or "")
+    queue = routing_key.removesuffix(".fifo")
+    return queue if queue in collections else collections[0]
 
 
 def dead_letter(
@@ -109,8 +114,8 @@ def retry(
     delay = backoff_delay(history.attempts, s.retry_backoff_base, s.retry_backoff_max)
     options: dict[str, Any] = {"queue": s.shared.queue_for(batch.collection)}
     if s.shared.fifo:
-        first = batch.changes[0].keys
-        options["MessageGroupId"] = f"{first.image_id}#{first.receipt_id:05d}"
+        # Over SQS a Celery retry drops MessageGroupId unless it is passed again.
+        options["MessageGroupId"] = receipt_group(batch.changes[0])
     log.warning(
         "retrying %d changes of %s in %.1fs (attempt %d): %s",
         len(payload["changes"]),
@@ -126,24 +131,40 @@ def retry(
 
 @app.task(bind=True, name=APPLY_TASK_NAME)
 def apply_changes(self: Task, payload: Any, history: Any = None) -> dict[str, Any]:
+    """Apply one batch; every outcome is applied, retried or dead-lettered before the ack.
+
+    Only when even the dead-letter queue cannot be written does an error escape:
+    the message is then not acknowledged (``task_acks_on_failure_or_timeout`` is
+    off), SQS delivers it again, and the queue's RedrivePolicy moves it to the
+    dead-letter queue after too many receives.
+    """
     runtime = get_runtime()
     past = FailureHistory.from_dict(history)
+    collection = _collection_of(self, runtime, payload)
     try:
-        batch = ChangeBatch.model_validate(payload)
-        runtime.role(batch.collection)
-    except (ValidationError, ValueError) as exc:
-        dead_letter(self, runtime, _collection_of(payload), payload, exc, past, permanent=True)
+        batch, rejected = validate_payload(payload)
+        if batch is not None:
+            runtime.role(batch.collection)
+    except (ValidationError, UnknownCollection) as exc:
+        dead_letter(self, runtime, collection, payload, exc, past, permanent=True)
         return {"status": "rejected", "error": str(exc)[:500]}
+    for bad in rejected:
+        single = {**payload, "changes": [bad.change]}
+        error = InvalidChange(f"change {bad.index} of batch {payload.get('batch_id')}: {bad.error}")
+        dead_letter(self, runtime, collection, single, error, past, permanent=True)
+    if batch is None:
+        return {"status": "rejected", "error": "no valid change in the batch"}
     try:
         outcome = runtime.apply_batch(batch)
     except Exception as exc:
-        if not is_transient(exc):
-            raise
-        retry(self, runtime, batch, batch.to_payload(), exc, past)
-        return {"status": "retrying", "error": f"{type(exc).__name__}: {exc}"}
-    for index, error in outcome.failed.items():
+        if is_transient(exc):
+            retry(self, runtime, batch, batch.to_payload(), exc, past)
+            return {"status": "retrying", "error": f"{type(exc).__name__}: {exc}"}
+        dead_letter(self, runtime, batch.collection, batch.to_payload(), exc, past, False)
+        return {"status": "dead-lettered", "error": f"{type(exc).__name__}: {exc}"}
+    for index, failure in outcome.failed.items():
         dead_letter(
-            self, runtime, batch.collection, subset(batch, [index]), error, past, permanent=True
+            self, runtime, batch.collection, subset(batch, [index]), failure, past, permanent=True
         )
     if outcome.waiting:
         missing = EmbeddingMissing(
@@ -155,6 +176,7 @@ def apply_changes(self: Task, payload: Any, history: Any = None) -> dict[str, An
         "status": "applied",
         "collection": batch.collection,
         "changes": len(batch.changes),
+        "rejected": len(rejected),
         "applied": outcome.applied,
         "waiting": len(outcome.waiting),
         "failed": len(outcome.failed),

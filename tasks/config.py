@@ -25,6 +25,10 @@ DEFAULT_LOCK_WAIT = 10.0
 DEFAULT_MAX_RETRIES = 8
 #: How long a change may wait for its embedding (delta not merged yet).
 DEFAULT_MISSING_EMBEDDING_TIMEOUT = 600.0
+#: Env var naming the S3 bucket that holds compaction-run deltas. A run's
+#: ``lines_delta_prefix``/``words_delta_prefix`` is either ``s3://bucket/key/``
+#: or a bare key prefix resolved against this bucket (see :mod:`tasks.deltas`).
+DELTA_BUCKET_ENV = "CHROMASYNC_DELTA_BUCKET"
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,8 @@ class WorkerSettings:
     retry_backoff_base: float
     retry_backoff_max: float
     missing_embedding_timeout: float
+    #: Bucket for bare delta prefixes (``CHROMASYNC_DELTA_BUCKET``); None: only ``s3://`` ones.
+    delta_bucket: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
@@ -58,6 +64,12 @@ class WorkerSettings:
                 f"CHROMASYNC_LOCK_SAFETY_MARGIN={margin} must be smaller than "
                 f"CHROMASYNC_LOCK_TTL={ttl}"
             )
+        delta_bucket = env_str(env, DELTA_BUCKET_ENV, "") or None
+        if delta_bucket and ("/" in delta_bucket or ":" in delta_bucket):
+            raise ConfigError(
+                f"{DELTA_BUCKET_ENV}={delta_bucket!r} must be a bare bucket name "
+                "(for example 'receipt-deltas'), not a URL or a path"
+            )
         return cls(
             shared=shared,
             chroma_url=env_url(env, "CHROMASYNC_CHROMA_URL", None, {"http", "https"}),
@@ -72,4 +84,5 @@ class WorkerSettings:
             missing_embedding_timeout=env_float(
                 env, "CHROMASYNC_MISSING_EMBEDDING_TIMEOUT", DEFAULT_MISSING_EMBEDDING_TIMEOUT
             ),
+            delta_bucket=delta_bucket,
         )

@@ -1,20 +1,32 @@
 """Dead letters: what could not be applied, with its whole story, in a per-collection SQS queue.
 
-A dead letter is a JSON message on ``{prefix}{collection}-dlq`` holding the
-original payload (only the changes that failed), the error type and message,
-the traceback, the number of attempts, the first and last failure time and
-the worker. ``chromasync dlq redrive`` sends the payload back as a task.
+A dead letter written by the worker is a JSON message on
+``{prefix}{collection}-dlq`` holding the original payload (only the changes
+that failed), the error type and message, the traceback, the number of
+attempts, the first and last failure time and the worker. The same queue also
+receives, through the main queue's SQS RedrivePolicy, raw Celery messages of
+a task whose worker died again and again before acknowledging it; both kinds
+are read back by :func:`parse_message` and sent again by ``chromasync dlq
+redrive``.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import socket
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from producers.config import Settings
+
+#: How long a message received for ``list``/``show`` stays hidden from others.
+PEEK_VISIBILITY = 2
+#: How long a message being redriven stays hidden until it is deleted.
+REDRIVE_VISIBILITY = 60
 
 
 @dataclass
@@ -30,25 +42,95 @@ class DeadLetter:
     worker: str = field(default_factory=socket.gethostname)
     task_id: str | None = None
     permanent: bool = False
+    #: ``worker`` (written by a worker) or ``redrive-policy`` (moved by SQS).
+    source: str = "worker"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), default=str)
 
-    @classmethod
-    def from_json(cls, body: str) -> DeadLetter:
+
+@dataclass
+class ReceivedLetter:
+    """A dead letter as read from its queue, with what is needed to delete it."""
+
+    queue: str
+    message_id: str
+    receipt_handle: str
+    letter: DeadLetter
+    sent_at: float
+
+
+def _celery_payload(body: str) -> tuple[Any, dict[str, Any]] | None:
+    """The task payload and headers of a raw Celery-over-SQS message, if it is one."""
+    try:
+        envelope = json.loads(base64.b64decode(body, validate=True))
+        inner = envelope["body"]
+        if envelope.get("properties", {}).get("body_encoding") == "base64":
+            inner = base64.b64decode(inner)
+        args, _kwargs, _embed = json.loads(inner)
+        return (args[0] if args else None), dict(envelope.get("headers", {}))
+    except (binascii.Error, ValueError, KeyError, TypeError, IndexError):
+        return None
+
+
+def parse_message(collection: str, body: str, received: int) -> DeadLetter:
+    """Read either kind of dead letter; an unreadable body is kept as is."""
+    try:
         data = json.loads(body)
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and "error_type" in data and "payload" in data:
+        fields = DeadLetter.__dataclass_fields__
+        return DeadLetter(**{k: v for k, v in data.items() if k in fields})
+    raw = _celery_payload(body)
+    now = time.time()
+    if raw is not None:
+        payload, headers = raw
+        return DeadLetter(
+            collection=collection,
+            payload=payload,
+            error_type="WorkerLost",
+            error=(
+                "moved here by the queue's RedrivePolicy after "
+                f"{received} receives without an ack (the worker died or hung mid-task)"
+            ),
+            traceback="",
+            attempts=received,
+            first_failure_at=now,
+            last_failure_at=now,
+            worker="unknown",
+            task_id=headers.get("id"),
+            source="redrive-policy",
+        )
+    return DeadLetter(
+        collection=collection,
+        payload=body,
+        error_type="UnreadableMessage",
+        error="the message is neither a chromasync dead letter nor a Celery task",
+        traceback="",
+        attempts=received,
+        first_failure_at=now,
+        last_failure_at=now,
+        worker="unknown",
+        source="unknown",
+    )
 
 
 class DeadLetterQueues:
-    """Creates and writes the dead-letter queues of every collection."""
+    """Creates, writes and reads the dead-letter queues of every collection."""
 
     def __init__(self, settings: Settings, client: Any | None = None) -> None:
-        import boto3
-
         self.settings = settings
-        self.client = client or boto3.client("sqs", **settings.aws.client_kwargs())
+        self._client = client
         self._urls: dict[str, str] = {}
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import boto3
+
+            self._client = boto3.client("sqs", **self.settings.aws.client_kwargs())
+        return self._client
 
     def url(self, collection: str) -> str:
         url = self._urls.get(collection)
@@ -69,6 +151,49 @@ class DeadLetterQueues:
         if self.settings.fifo:
             kwargs["MessageGroupId"] = letter.collection
         self.client.send_message(**kwargs)
+
+    def receive(
+        self, collection: str, limit: int, visibility: int = PEEK_VISIBILITY
+    ) -> Iterator[ReceivedLetter]:
+        """Up to ``limit`` distinct letters; each stays hidden for ``visibility`` seconds."""
+        url = self.url(collection)
+        seen: set[str] = set()
+        while len(seen) < limit:
+            response = self.client.receive_message(
+                QueueUrl=url,
+                MaxNumberOfMessages=min(10, limit - len(seen)),
+                VisibilityTimeout=visibility,
+                WaitTimeSeconds=0,
+                AttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+            )
+            messages = [m for m in response.get("Messages", []) if m["MessageId"] not in seen]
+            if not messages:
+                return
+            for message in messages:
+                seen.add(message["MessageId"])
+                attrs = message.get("Attributes", {})
+                yield ReceivedLetter(
+                    queue=self.settings.dlq_name(collection),
+                    message_id=message["MessageId"],
+                    receipt_handle=message["ReceiptHandle"],
+                    letter=parse_message(
+                        collection, message["Body"], int(attrs.get("ApproximateReceiveCount", 1))
+                    ),
+                    sent_at=int(attrs.get("SentTimestamp", 0)) / 1000,
+                )
+
+    def delete(self, collection: str, received: ReceivedLetter) -> None:
+        self.client.delete_message(
+            QueueUrl=self.url(collection), ReceiptHandle=received.receipt_handle
+        )
+
+    def release(self, collection: str, received: ReceivedLetter) -> None:
+        """Make a peeked letter visible again at once."""
+        self.client.change_message_visibility(
+            QueueUrl=self.url(collection),
+            ReceiptHandle=received.receipt_handle,
+            VisibilityTimeout=0,
+        )
 
 
 def now() -> float:

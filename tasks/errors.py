@@ -27,6 +27,10 @@ THROTTLING_CODES = frozenset(
 )
 
 
+class InvalidChange(ValueError):
+    """One change of a batch does not fit the message contract (permanent)."""
+
+
 class EmbeddingMissing(RuntimeError):
     """A change's embedding is not in Chroma yet (its delta is not merged yet)."""
 

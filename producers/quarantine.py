@@ -1,0 +1,62 @@
+"""Stream records that cannot be read, kept whole in an SQS queue for a person to look at.
+
+A malformed record must neither block its shard forever nor vanish: it is
+logged, counted, and sent here (``{prefix}stream-rejects``) with the reason.
+Only when this send fails is the record reported as failed to its source
+(Lambda ``batchItemFailures``, the poller's retry), so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from producers.config import Settings
+
+#: Name of the quarantine queue, after the queue prefix.
+QUARANTINE_SUFFIX = "stream-rejects"
+
+
+class Quarantine:
+    def __init__(self, settings: Settings, client: Any | None = None) -> None:
+        self.settings = settings
+        self._client = client
+        self._url: str | None = None
+
+    @property
+    def queue_name(self) -> str:
+        return f"{self.settings.queue_prefix}{QUARANTINE_SUFFIX}"
+
+    def client(self) -> Any:
+        if self._client is None:
+            import boto3
+
+            self._client = boto3.client("sqs", **self.settings.aws.client_kwargs())
+        return self._client
+
+    def url(self) -> str:
+        if self._url is None:
+            self._url = str(
+                self.client().create_queue(
+                    QueueName=self.queue_name,
+                    Attributes={"MessageRetentionPeriod": str(14 * 24 * 3600)},
+                )["QueueUrl"]
+            )
+        return self._url
+
+    def send(self, record: Any, error: str, source: str) -> None:
+        body = json.dumps(
+            {"record": record, "error": error, "source": source, "at": time.time()},
+            default=str,
+        )
+        if len(body.encode()) > 250_000:
+            body = json.dumps(
+                {
+                    "record_truncated": body[:200_000],
+                    "error": error,
+                    "source": source,
+                    "at": time.time(),
+                }
+            )
+        self.client().send_message(QueueUrl=self.url(), MessageBody=body)
