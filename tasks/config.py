@@ -45,6 +45,8 @@ class WorkerSettings:
     retry_backoff_base: float
     retry_backoff_max: float
     missing_embedding_timeout: float
+    #: JSON-lines file recording lock holds and writes (None: off).
+    audit_log: str | None
     #: Bucket for bare delta prefixes (``CHROMASYNC_DELTA_BUCKET``); None: only ``s3://`` ones.
     delta_bucket: str | None = None
 
@@ -81,6 +83,7 @@ class WorkerSettings:
             max_retries=env_int(env, "CHROMASYNC_MAX_RETRIES", DEFAULT_MAX_RETRIES),
             retry_backoff_base=env_float(env, "CHROMASYNC_RETRY_BACKOFF_BASE", 1.0),
             retry_backoff_max=env_float(env, "CHROMASYNC_RETRY_BACKOFF_MAX", 60.0),
+            audit_log=env.get("CHROMASYNC_AUDIT_LOG") or None,
             missing_embedding_timeout=env_float(
                 env, "CHROMASYNC_MISSING_EMBEDDING_TIMEOUT", DEFAULT_MISSING_EMBEDDING_TIMEOUT
             ),

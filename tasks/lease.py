@@ -100,21 +100,33 @@ class HeldLease:
                 )
             time.sleep(ACQUIRE_POLL)
 
+    def renew(self) -> bool:
+        """One heartbeat: extend the lease if we still own it.
+
+        Returns False once the store refused (the lease is lost for good); a
+        store that cannot be reached is only logged, and the lease keeps
+        running out on our clock, so :meth:`check` stops the writes in time.
+        """
+        assert self.lease is not None
+        if self._lost.is_set():
+            return False
+        sent = time.monotonic()
+        try:
+            if self.backend.extend(self.lease, self.ttl):
+                self._valid_until = sent + self.ttl
+                return True
+        except LockBackendError as exc:
+            log.warning("heartbeat for %s failed: %s", self.name, exc)
+            return True
+        log.warning("lease on %s was taken over; stopping writes", self.name)
+        self._lost.set()
+        return False
+
     def _heartbeat(self) -> None:
         interval = self.ttl / 3
         while not self._stop.wait(interval):
-            assert self.lease is not None
-            sent = time.monotonic()
-            try:
-                if self.backend.extend(self.lease, self.ttl):
-                    self._valid_until = sent + self.ttl
-                    continue
-                log.warning("lease on %s was taken over; stopping writes", self.name)
-                self._lost.set()
+            if not self.renew():
                 return
-            except LockBackendError as exc:
-                # The lease keeps running out on our clock; check() will stop us.
-                log.warning("heartbeat for %s failed: %s", self.name, exc)
 
     def __enter__(self) -> HeldLease:
         self._acquire()

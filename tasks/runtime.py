@@ -15,6 +15,7 @@ from typing import Any
 
 from producers.contract import Change, ChangeBatch
 from producers.entities import CollectionRole
+from tasks.audit import AuditLog
 from tasks.chroma.target import ChromaTarget, chroma_target_from_settings
 from tasks.config import WorkerSettings
 from tasks.deadletter import DeadLetterQueues
@@ -67,6 +68,7 @@ class WorkerRuntime:
         self.writer = ChromaWriter(self.target)
         self.dead_letters = DeadLetterQueues(shared)
         self.merge_delta = merge_delta
+        self.audit = AuditLog(settings.audit_log)
 
     def role(self, collection: str) -> CollectionRole:
         shared = self.settings.shared
@@ -96,7 +98,20 @@ class WorkerRuntime:
     ) -> None:
         states = self.reader.receipts([c.receipt_key for c in changes])
         plan = build_plan(collection, role, changes, states)
-        result = self.writer.apply(plan, held.check, self.merge_delta)
+
+        def journal(kind: str, count: int, start: float, end: float) -> None:
+            self.audit.record(
+                "write",
+                collection=collection,
+                kind=kind,
+                count=count,
+                start=start,
+                end=end,
+                owner=held.owner,
+                fence=held.fence,
+            )
+
+        result = self.writer.apply(plan, held.check, self.merge_delta, journal)
         for missing in result.missing:
             outcome.waiting.update(offset[i] for i in plan.wanted_by.get(missing, ()))
         total = outcome.result
@@ -119,27 +134,41 @@ class WorkerRuntime:
         with self.lease(batch.collection) as held:
             outcome.fence = held.fence
             outcome.lock_wait = held.waited
-            indices = list(range(len(batch.changes)))
+            where = {"collection": batch.collection, "owner": held.owner, "fence": held.fence}
+            self.audit.record("lock_acquired", batch_id=batch.batch_id, **where)
             try:
-                self._apply(batch.collection, role, batch.changes, held, outcome, indices)
-            except Exception as exc:
-                if is_transient(exc) or len(batch.changes) == 1:
-                    if not is_transient(exc):
-                        outcome.failed[0] = exc
-                        return outcome
-                    raise
-                log.warning(
-                    "batch %s failed (%s); applying its changes one by one", batch.batch_id, exc
-                )
-                for index, change in enumerate(batch.changes):
-                    try:
-                        self._apply(batch.collection, role, [change], held, outcome, [index])
-                    except Exception as single:
-                        if is_transient(single):
-                            raise
-                        outcome.failed[index] = single
-            outcome.lock_hold = time.monotonic() - held.acquired_at
+                self._apply_all(batch, role, held, outcome)
+            finally:
+                outcome.lock_hold = time.monotonic() - held.acquired_at
+                self.audit.record("lock_releasing", batch_id=batch.batch_id, **where)
         return outcome
+
+    def _apply_all(
+        self, batch: ChangeBatch, role: CollectionRole, held: HeldLease, outcome: BatchOutcome
+    ) -> None:
+        indices = list(range(len(batch.changes)))
+        try:
+            self._apply(batch.collection, role, batch.changes, held, outcome, indices)
+            return
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            if len(batch.changes) == 1:
+                outcome.failed[0] = exc
+                return
+            log.warning(
+                "batch %s failed (%s); applying its changes one by one", batch.batch_id, exc
+            )
+        # Start the count again: the one-by-one pass re-applies current state.
+        outcome.result = WriteResult()
+        outcome.waiting.clear()
+        for index, change in enumerate(batch.changes):
+            try:
+                self._apply(batch.collection, role, [change], held, outcome, [index])
+            except Exception as single:
+                if is_transient(single):
+                    raise
+                outcome.failed[index] = single
 
     def close(self) -> None:
         self.target.close()

@@ -9,6 +9,7 @@ are reported, so the changes that wanted them can be retried.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,12 @@ from tasks.plan import WritePlan
 LeaseCheck = Callable[[], None]
 #: Merges a compaction run's delta; returns the number of embeddings upserted.
 DeltaMerger = Callable[[Any, Any, LeaseCheck], int]
+#: Told about every write call: kind, ids written, wall-clock start and end.
+WriteJournal = Callable[[str, int, float, float], None]
+
+
+def _no_journal(kind: str, count: int, start: float, end: float) -> None:
+    return None
 
 
 @dataclass
@@ -46,6 +53,7 @@ class ChromaWriter:
         plan: WritePlan,
         check_lease: LeaseCheck,
         merge_delta: DeltaMerger | None = None,
+        journal: WriteJournal = _no_journal,
     ) -> WriteResult:
         result = WriteResult()
         if plan.empty:
@@ -57,14 +65,19 @@ class ChromaWriter:
             for change in plan.merges:
                 if merge_delta is None:
                     raise NotImplementedError("compaction run merges need a delta merger")
-                result.merged += merge_delta(collection, change, check_lease)
+                start = time.time()
+                merged = merge_delta(collection, change, check_lease)
+                journal("merge", merged, start, time.time())
+                result.merged += merged
             wanted = sorted(plan.updates)
             existing = self._existing(collection, wanted) if wanted else set()
             result.missing = set(wanted) - existing
             present = [i for i in wanted if i in existing]
             for chunk in chunks(present, size):
                 check_lease()
+                start = time.time()
                 collection.update(ids=chunk, metadatas=[plan.updates[i] for i in chunk])
+                journal("update", len(chunk), start, time.time())
                 result.updated += len(chunk)
                 result.write_calls += 1
             doomed = set(plan.deletes)
@@ -75,7 +88,9 @@ class ChromaWriter:
                 to_delete = sorted(self._existing(collection, sorted(doomed)))
                 for chunk in chunks(to_delete, size):
                     check_lease()
+                    start = time.time()
                     collection.delete(ids=chunk)
+                    journal("delete", len(chunk), start, time.time())
                     result.deleted += len(chunk)
                     result.write_calls += 1
         return result
