@@ -103,3 +103,45 @@ def redis_answers(url: str, timeout: float = 0.5) -> bool:
             client.close()
     except (redis.RedisError, OSError, ValueError):
         return False
+
+
+@dataclass
+class ChromaServer:
+    """``chroma run`` (the server shipped in the chromadb wheel) on 127.0.0.1."""
+
+    port: int
+    path: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @classmethod
+    def start(cls, path: Path, port: int | None = None, log: Path | None = None) -> ChromaServer:
+        port = port or free_port()
+        chroma = Path(sys.executable).with_name("chroma")
+        out: IO[Any] | int = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
+        process = subprocess.Popen(
+            [str(chroma), "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        server = cls(port, path, process)
+        wait_for(server.healthy, 60, interval=0.1, what=f"chroma server on 127.0.0.1:{port}")
+        return server
+
+    def healthy(self) -> bool:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"chroma server exited with {self.process.returncode}")
+        with urllib.request.urlopen(f"{self.url}/api/v2/heartbeat", timeout=2) as response:
+            return bool(response.status == 200)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()

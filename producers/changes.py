@@ -11,6 +11,16 @@ The rules, per entity (see :mod:`producers.entities`):
   the worker's own writes never loop back;
 * a record whose keys are not one of our entities, or whose entity is turned
   off by its feature flag, is ignored and counted with a reason.
+
+Ignored versus malformed: the table holds other entity types and a stream
+may be pointed at by mistake from another table, so keys *without* ``PK`` or
+``SK`` (another table's keys), a ``PK`` that is not ``IMAGE#...`` and sort
+keys of any other shape are ignored (``not_an_entity``). A record is
+*malformed* (quarantined for a person to look at) when it cannot be decoded
+(no ``Keys``, wrong attribute types), when ``PK``/``SK`` are not strings, or
+when its sort key has the shape of one of our entities but an id that cannot
+be read (``RECEIPT#abc#LINE#00001``, ``RECEIPT#1``, an empty label): that is
+our data, broken, and silently skipping it would hide the breakage.
 """
 
 from __future__ import annotations
@@ -22,7 +32,7 @@ from typing import Any
 from producers.config import Settings
 from producers.contract import Change, FieldChange, json_safe
 from producers.decoding import MalformedRecord, StreamRecord
-from producers.entities import CollectionRole, recognise
+from producers.entities import CollectionRole, recognise, resembles
 
 #: Attribute names of the table's partition and sort key.
 PK_ATTRIBUTE = "PK"
@@ -45,9 +55,7 @@ class Detected:
 
 
 def _key_string(keys: dict[str, Any], name: str) -> str:
-    value = keys.get(name)
-    if value is None:
-        raise MalformedRecord(f"dynamodb.Keys has no {name!r} attribute")
+    value = keys[name]
     if not isinstance(value, str):
         raise MalformedRecord(
             f"dynamodb.Keys.{name} must be a string (S), got {type(value).__name__}"
@@ -75,10 +83,18 @@ def detect(record: StreamRecord, settings: Settings) -> Detected | Ignored:
     Raises :class:`MalformedRecord` when the record claims to be one of our
     entities but its keys or images cannot be read.
     """
+    if PK_ATTRIBUTE not in record.keys or SK_ATTRIBUTE not in record.keys:
+        return Ignored.NOT_AN_ENTITY  # another table's keys
     pk = _key_string(record.keys, PK_ATTRIBUTE)
     sk = _key_string(record.keys, SK_ATTRIBUTE)
     recognised = recognise(pk, sk)
     if recognised is None:
+        lookalike = resembles(pk, sk)
+        if lookalike is not None:
+            raise MalformedRecord(
+                f"SK {sk!r} has the shape of a {lookalike.entity_type.value} but an id that "
+                "is not readable (ids are five digits, names are not empty)"
+            )
         return Ignored.NOT_AN_ENTITY
     spec = recognised.spec
     if not settings.enabled_entities.get(spec.flag, True):

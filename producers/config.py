@@ -12,6 +12,7 @@ producer ships as a small Lambda zip.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
@@ -26,6 +27,10 @@ DEFAULT_COLLECTIONS = ("lines", "words")
 DEFAULT_REGION = "us-east-1"
 #: Most changes packed into one task message.
 DEFAULT_MAX_CHANGES_PER_TASK = 500
+
+
+#: What may appear in an SQS queue name (and so in a prefix or collection).
+_SQS_NAME_PART = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class ConfigError(ValueError):
@@ -147,14 +152,21 @@ class Settings:
                 "the lines collection, then the words collection (for example 'lines,words')"
             )
         for name in collections:
-            if not name.replace("-", "").replace("_", "").isalnum():
+            if not _SQS_NAME_PART.fullmatch(name):
                 raise ConfigError(
                     f"CHROMASYNC_COLLECTIONS entry {name!r} may only hold letters, digits, - and _"
                 )
+        queue_prefix = env_str(env, "CHROMASYNC_QUEUE_PREFIX", DEFAULT_QUEUE_PREFIX)
+        if not _SQS_NAME_PART.fullmatch(queue_prefix):
+            # SQS queue names hold letters, digits, - and _ only; kombu would
+            # silently turn a '.' into '-' and miss the queues we created.
+            raise ConfigError(
+                f"CHROMASYNC_QUEUE_PREFIX={queue_prefix!r} may only hold letters, digits, - and _"
+            )
         return cls(
             aws=AwsSettings.from_env(env),
             table=env_str(env, "CHROMASYNC_TABLE", DEFAULT_TABLE),
-            queue_prefix=env_str(env, "CHROMASYNC_QUEUE_PREFIX", DEFAULT_QUEUE_PREFIX),
+            queue_prefix=queue_prefix,
             collections=collections,
             fifo=env_bool(env, "CHROMASYNC_FIFO", False),
             max_changes_per_task=env_int(

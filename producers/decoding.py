@@ -3,8 +3,9 @@
 Two shapes reach us: a Lambda event (``Records[].dynamodb``; binary values
 arrive base64-encoded and ``ApproximateCreationDateTime`` is epoch seconds)
 and boto3's ``GetRecords`` output (binary values are ``bytes`` and the time is
-a ``datetime``). Both become the same record. Numbers stay exact
-(:class:`decimal.Decimal`), never float.
+a ``datetime``; written out as JSON, base64 text and an ISO 8601 string).
+Both become the same record. Numbers stay exact (:class:`decimal.Decimal`),
+never float.
 
 A record that cannot be decoded raises :class:`MalformedRecord` with a message
 that says which field is wrong, so it can be reported and counted.
@@ -16,7 +17,7 @@ import base64
 import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -124,12 +125,22 @@ def _creation_time(raw: Any) -> float | None:
     if isinstance(raw, int | float | Decimal) and not isinstance(raw, bool):
         return float(raw)
     if isinstance(raw, str):
+        # Epoch seconds as text, or an ISO 8601 time: what a GetRecords dump
+        # written as JSON holds (the AWS CLI prints ISO 8601 by default).
         try:
             return float(raw)
         except ValueError:
+            pass
+        try:
+            parsed = datetime.fromisoformat(raw)
+        except ValueError:
             raise MalformedRecord(
-                f"dynamodb.ApproximateCreationDateTime {raw!r} is not epoch seconds"
+                f"dynamodb.ApproximateCreationDateTime {raw!r} is not epoch seconds "
+                "or an ISO 8601 time"
             ) from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.timestamp()
     raise MalformedRecord("dynamodb.ApproximateCreationDateTime has an unexpected type")
 
 

@@ -150,6 +150,41 @@ def recognise(pk: str, sk: str) -> RecognisedKey | None:
     return None
 
 
+#: Parts of a strict sort-key pattern that a *loose* pattern accepts as any
+#: text between two ``#``: five-digit ids and non-empty names.
+_STRICT_PARTS: Final = (r"\d{5}", r"[^#]+")
+_LOOSE_PART: Final = r"[^#]*"
+
+
+def _loosen(pattern: re.Pattern[str]) -> re.Pattern[str]:
+    source = pattern.pattern
+    for part in _STRICT_PARTS:
+        source = source.replace(part, _LOOSE_PART)
+    return re.compile(source)
+
+
+#: Each entity's sort-key shape with its ids left unchecked, derived from the
+#: registry (so a new entry needs nothing here).
+_LOOSE_PATTERNS: Final = tuple((spec, _loosen(spec.sk_pattern)) for spec in REGISTRY)
+
+
+def resembles(pk: str, sk: str) -> EntitySpec | None:
+    """The entity whose key *shape* ``pk``/``sk`` has, even if its ids are unreadable.
+
+    :func:`recognise` returns None both for items that are not ours (other
+    entity types share the table) and for keys of our shape with a broken id
+    (``RECEIPT#abc#LINE#00001``, ``RECEIPT#1``, an empty label). Only the
+    second kind is a malformed record worth a person's attention; this tells
+    them apart.
+    """
+    if PK_PATTERN.match(pk) is None:
+        return None
+    for spec, loose in _LOOSE_PATTERNS:
+        if loose.match(sk):
+            return spec
+    return None
+
+
 def receipt_sk(receipt_id: int) -> str:
     return f"RECEIPT#{receipt_id:05d}"
 

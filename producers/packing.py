@@ -7,17 +7,26 @@ Because a batch is cut in order, the stream's order per receipt is kept.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Final
 
-from producers.contract import Change, ChangeBatch
+from producers.contract import Change, ChangeBatch, FieldChange
 
-#: SQS accepts 256 KiB per message. Celery wraps the payload in a kombu
-#: envelope and SQS transport base64-encodes the whole body (4/3 growth), so
-#: the payload's JSON must stay well below 192 KiB; 160 KB leaves room for
-#: headers.
-MAX_PAYLOAD_BYTES = 160_000
+#: SQS accepts 256 KiB (262,144 bytes) per message; our queues are created
+#: with that MaximumMessageSize (chromasync.provision). The payload is encoded
+#: twice on its way: Celery's message body is base64 inside kombu's JSON
+#: envelope, and kombu's SQS transport base64-encodes that envelope again, so
+#: the message is 16/9 of the payload plus 4/3 of the headers (measured:
+#: 1.787x for a 150 KB payload). With 4 KiB of room for headers the payload
+#: may be (262,144 * 3/4 - 4,096) * 3/4 = 144,384 bytes; 140,000 keeps a margin.
+MAX_PAYLOAD_BYTES: Final = 140_000
+
+#: What an SQS FIFO MessageGroupId may hold (at most 128 of these).
+_GROUP_ID_CHARS: Final = re.compile(r"[A-Za-z0-9!-/:-@\[-`{-~]{1,128}")
 
 
 class ChangeTooLarge(ValueError):
@@ -33,28 +42,45 @@ class Routed:
 
 
 def _size(change: Change) -> int:
-    return len(json.dumps(change.model_dump(mode="json"), separators=(",", ":")))
+    # Serialised the way kombu serialises the task (json.dumps with default
+    # separators), so the estimate is the bytes actually sent.
+    return len(json.dumps(change.model_dump(mode="json")))
 
 
 def shrink(change: Change) -> Change:
-    """Drop the informational ``new_image`` from a change that is too big.
+    """Make a change that is too big for one message fit, without losing what the worker needs.
 
-    The worker re-reads the item from the table, so nothing it needs is lost.
+    First the informational ``new_image`` goes, then the old/new values of
+    its changed fields (their names stay): the worker re-reads the item's
+    current state from the table, so neither is needed to apply the change.
+    A DynamoDB item may hold 400 KB, so a MODIFY of a long ``reasoning`` can
+    need both steps.
     """
     if _size(change) <= MAX_PAYLOAD_BYTES:
         return change
     smaller = change.model_copy(update={"new_image": None})
-    if _size(smaller) > MAX_PAYLOAD_BYTES:
+    if _size(smaller) <= MAX_PAYLOAD_BYTES:
+        return smaller
+    names_only = {name: FieldChange() for name in change.changes}
+    smallest = smaller.model_copy(update={"changes": names_only})
+    if _size(smallest) > MAX_PAYLOAD_BYTES:
         raise ChangeTooLarge(
-            f"change {change.event_id} ({change.entity_type.value}) is {_size(smaller)} bytes "
-            f"even without its image; the limit is {MAX_PAYLOAD_BYTES}"
+            f"change {change.event_id} ({change.entity_type.value}) is {_size(smallest)} bytes "
+            f"even without its image and values; the limit is {MAX_PAYLOAD_BYTES}"
         )
-    return smaller
+    return smallest
 
 
 def receipt_group(change: Change) -> str:
-    """The FIFO message group of a change: its receipt."""
-    return f"{change.keys.image_id}#{change.keys.receipt_id:05d}"
+    """The FIFO message group of a change: its receipt.
+
+    An image id with characters SQS does not allow in a group id (or a very
+    long one) is replaced by a digest, so the group stays one per receipt.
+    """
+    group = f"{change.keys.image_id}#{change.keys.receipt_id:05d}"
+    if _GROUP_ID_CHARS.fullmatch(group):
+        return group
+    return "sha256-" + hashlib.sha256(group.encode()).hexdigest()
 
 
 def pack(
@@ -78,7 +104,7 @@ def pack(
         current: list[Change] = []
         size = envelope
         for change in changes:
-            change_size = _size(change) + 1
+            change_size = _size(change) + 2  # ", " between changes
             if current and (len(current) >= max_changes or size + change_size > MAX_PAYLOAD_BYTES):
                 batches.append(
                     ChangeBatch(collection=collection, changes=current, producer=producer)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlparse
 
 from celery import Celery
 
@@ -38,12 +39,35 @@ class PublishError(RuntimeError):
 
 
 def producer_app() -> Celery:
-    """A Celery app that only sends; it knows task names, not task code."""
+    """A Celery app that only sends; it knows task names, not task code.
+
+    Its broker connection does not retry by itself: kombu would otherwise
+    retry opening the SQS channel for up to ``broker_connection_timeout``
+    (4 s, sleeping 2 s then 4 s) inside *every* attempt, so an unreachable
+    endpoint took 6.5 s per attempt (measured) on top of :class:`Publisher`'s
+    own backoff. The publisher's retries are the only ones; the worker's
+    settings (``celeryconfig``) are untouched.
+    """
     from celeryconfig import celery_settings
 
+    settings = celery_settings()
+    settings["broker_transport_options"] = {
+        **settings["broker_transport_options"],
+        "max_retries": 0,
+    }
     app = Celery("chromasync-producer", set_as_current=False)
-    app.conf.update(celery_settings())
+    app.conf.update(settings)
     return app
+
+
+def broker_endpoint(app: Celery) -> str:
+    """Where the app's broker is, for error messages (never the credentials)."""
+    parsed = urlparse(str(app.conf.broker_url or ""))
+    if parsed.hostname:
+        port = f":{parsed.port}" if parsed.port else ""
+        return f"{parsed.scheme}://{parsed.hostname}{port}"
+    region = (app.conf.broker_transport_options or {}).get("region", "")
+    return f"AWS SQS {region}".strip()
 
 
 def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
@@ -106,6 +130,8 @@ class Publisher:
                 )
             except Exception as exc:  # noqa: BLE001 - any broker error is retried, then reported
                 last = exc
+                if attempt + 1 >= self.attempts:
+                    break
                 delay = backoff_delay(attempt, PUBLISH_BACKOFF_BASE, PUBLISH_BACKOFF_MAX)
                 log.warning(
                     "publish of %s to %s failed (attempt %d/%d): %s; retrying in %.2fs",
@@ -116,9 +142,8 @@ class Publisher:
                     exc,
                     delay,
                 )
-                if attempt + 1 < self.attempts:
-                    self._sleep(delay)
-        endpoint = self.settings.aws.endpoint_url or "AWS SQS"
+                self._sleep(delay)
+        endpoint = broker_endpoint(self.app)
         raise PublishError(
             f"could not publish batch {batch.batch_id} ({len(batch.changes)} changes) to queue "
             f"{options['queue']!r} at {endpoint} after {self.attempts} attempts: {last}"

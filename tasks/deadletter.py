@@ -23,8 +23,9 @@ from typing import Any
 
 from producers.config import Settings
 
-#: How long a message received for ``list``/``show`` stays hidden from others.
-PEEK_VISIBILITY = 2
+#: How long a message received for ``list``/``show`` stays hidden while the
+#: listing is read (each is made visible again right after).
+PEEK_VISIBILITY = 30
 #: How long a message being redriven stays hidden until it is deleted.
 REDRIVE_VISIBILITY = 60
 
@@ -181,6 +182,13 @@ class DeadLetterQueues:
                     ),
                     sent_at=int(attrs.get("SentTimestamp", 0)) / 1000,
                 )
+
+    def peek(self, collection: str, limit: int) -> list[ReceivedLetter]:
+        """Read up to ``limit`` letters and make them visible again straight away."""
+        letters = list(self.receive(collection, limit, visibility=PEEK_VISIBILITY))
+        for letter in letters:
+            self.release(collection, letter)
+        return letters
 
     def delete(self, collection: str, received: ReceivedLetter) -> None:
         self.client.delete_message(

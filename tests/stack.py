@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +20,8 @@ from producers.config import Settings
 from producers.pipeline import StreamProcessor
 from producers.poller import StreamPoller
 from producers.publishing import Publisher
-from tasks.chroma.targets.embedded import EmbeddedChromaTarget
+from tasks.chroma.target import chroma_target_from_settings
+from tasks.config import WorkerSettings
 
 
 @dataclass
@@ -35,7 +38,8 @@ class Stack:
         kwargs = self.settings.aws.client_kwargs()
         self.table = boto3.resource("dynamodb", **kwargs).Table(self.settings.table)
         self.sqs = boto3.client("sqs", **kwargs)
-        self.target = EmbeddedChromaTarget(self.tmp / "chroma")
+        self.worker_settings = WorkerSettings.from_env(self.env)
+        self.target = chroma_target_from_settings(self.worker_settings)
 
     @property
     def lines(self) -> str:
@@ -69,6 +73,24 @@ class Stack:
         if not worker.alive():
             raise RuntimeError(f"worker exited:\n{worker.log_tail()}")
         return " ready." in worker.log_tail(200)
+
+    def send(self, payload: Any, collection: str) -> None:
+        """Enqueue a raw payload the way another service would (send_task by name)."""
+        from producers.contract import APPLY_TASK_NAME
+        from producers.publishing import producer_app
+
+        app = producer_app()
+        app.send_task(APPLY_TASK_NAME, args=[payload], queue=self.settings.queue_for(collection))
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run ``chromasync ARGS`` with this system's environment."""
+        return subprocess.run(
+            [sys.executable, "-m", "chromasync.cli", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     def start_workers(self) -> None:
         for collection in self.settings.collections:

@@ -39,6 +39,10 @@ def register(sub: Any) -> None:
     purge.set_defaults(func=cmd_purge)
 
 
+#: Seconds a letter being redriven or purged stays hidden until it is deleted.
+REDRIVE_VISIBILITY = 60
+
+
 def _queues(args: argparse.Namespace) -> tuple[Settings, Any, list[str]]:
     from tasks.deadletter import DeadLetterQueues
 
@@ -66,10 +70,17 @@ def _changes(payload: Any) -> str:
     return "?"
 
 
-def _letters(args: argparse.Namespace, visibility: int) -> Iterator[tuple[str, Any, Any]]:
+def _letters(args: argparse.Namespace, take: bool) -> Iterator[tuple[str, Any, Any]]:
+    """Dead letters of the chosen queues: peeked (left in place) or taken (to act on)."""
     _settings, queues, collections = _queues(args)
     for collection in collections:
-        for received in queues.receive(collection, args.limit, visibility):
+        if take:
+            # Take the letters there are now, before acting: a redriven payload that
+            # fails again comes back as a new letter and must not be taken again.
+            letters = list(queues.receive(collection, args.limit, visibility=REDRIVE_VISIBILITY))
+        else:
+            letters = queues.peek(collection, args.limit)
+        for received in letters:
             wanted = getattr(args, "id", None)
             if wanted and not received.message_id.startswith(wanted):
                 continue
@@ -79,7 +90,7 @@ def _letters(args: argparse.Namespace, visibility: int) -> Iterator[tuple[str, A
 def cmd_list(args: argparse.Namespace) -> int:
     rows = 0
     print(f"{'queue':<28} {'id':<10} {'error':<22} {'tries':>5} {'changes':>7}  last failure")
-    for _collection, _q, received in _letters(args, visibility=2):
+    for _collection, _q, received in _letters(args, take=False):
         letter = received.letter
         rows += 1
         print(
@@ -92,7 +103,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    for _collection, _q, received in _letters(args, visibility=2):
+    for _collection, _q, received in _letters(args, take=False):
         letter = received.letter
         print(f"message id      {received.message_id}")
         print(f"queue           {received.queue}")
@@ -120,7 +131,7 @@ def cmd_redrive(args: argparse.Namespace) -> int:
     app = producer_app()
     settings = Settings.from_env()
     sent = 0
-    for collection, queues, received in _letters(args, visibility=60):
+    for collection, queues, received in _letters(args, take=True):
         options: dict[str, Any] = {"queue": settings.queue_for(collection)}
         if settings.fifo:
             options["MessageGroupId"] = f"redrive-{collection}"
@@ -137,7 +148,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
         print("chromasync: purge deletes dead letters for good; add --yes", file=sys.stderr)
         return 2
     deleted = 0
-    for collection, queues, received in _letters(args, visibility=60):
+    for collection, queues, received in _letters(args, take=True):
         queues.delete(collection, received)
         deleted += 1
     print(f"{deleted} dead letters deleted")
