@@ -17,6 +17,10 @@ from producers.config import Settings
 MAX_RECEIVE_COUNT = 10
 #: Seconds a received message stays invisible; longer than any batch takes.
 VISIBILITY_TIMEOUT = 300
+#: Largest task message, bytes: the 256 KiB the producer packs for
+#: (producers.packing). SQS and moto now default to 1 MiB; setting it on the
+#: queue makes a message over our limit fail loudly, locally too.
+MAX_MESSAGE_BYTES = 262_144
 
 
 def ensure_queues(
@@ -42,6 +46,7 @@ def ensure_queues(
             QueueName=name,
             Attributes={
                 "VisibilityTimeout": str(visibility_timeout),
+                "MaximumMessageSize": str(MAX_MESSAGE_BYTES),
                 "RedrivePolicy": json.dumps(
                     {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT}
                 ),

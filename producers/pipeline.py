@@ -76,7 +76,16 @@ def _sequence_of(raw: Any) -> str | None:
     return seq if isinstance(seq, str) else None
 
 
+def collection_for(settings: Settings, role: CollectionRole) -> str:
+    """The configured collection (``CHROMASYNC_COLLECTIONS``) that plays ``role``."""
+    if role is CollectionRole.LINES:
+        return settings.lines_collection
+    return settings.words_collection
+
+
 class StreamProcessor:
+    """Turns records, in stream order, into published tasks and a full account of them."""
+
     def __init__(
         self,
         settings: Settings,
@@ -88,11 +97,6 @@ class StreamProcessor:
         self.publisher = publisher
         self.quarantine = quarantine or Quarantine(settings)
         self.source = source
-
-    def _collection(self, role: CollectionRole) -> str:
-        if role is CollectionRole.LINES:
-            return self.settings.lines_collection
-        return self.settings.words_collection
 
     def process(self, raw_records: Sequence[Any]) -> ProcessReport:
         report = ProcessReport(records=len(raw_records))
@@ -121,7 +125,7 @@ class StreamProcessor:
             assert isinstance(outcome, Detected)
             report.changes += 1
             for role in outcome.roles:
-                routed.append(Routed(self._collection(role), outcome.change))
+                routed.append(Routed(collection_for(self.settings, role), outcome.change))
                 origin.append(index)
         unsaved = self._quarantine(raw_records, report)
         batches = pack(routed, self.settings.max_changes_per_task, per_receipt=self.settings.fifo)

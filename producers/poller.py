@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from producers.checkpoints import CheckpointStore
-from producers.config import Settings
+from producers.config import ConfigError, Settings
 from producers.pipeline import ProcessReport, StreamProcessor
 from producers.publishing import backoff_delay
 
@@ -32,8 +32,8 @@ IDLE_SLEEP = 0.25
 StartPosition = Literal["TRIM_HORIZON", "LATEST"]
 
 
-class StreamNotEnabled(RuntimeError):
-    """The table has no stream; the message says how to enable one."""
+class StreamNotEnabled(ConfigError):
+    """The table is missing or has no stream; the message says what to fix."""
 
 
 @dataclass
@@ -63,8 +63,12 @@ class StreamPoller:
         streams_client: Any | None = None,
         dynamodb_client: Any | None = None,
         on_report: Callable[[ProcessReport], None] | None = None,
+        limit: int = GET_RECORDS_LIMIT,
     ) -> None:
         import boto3
+
+        if not 1 <= limit <= GET_RECORDS_LIMIT:
+            raise ValueError(f"records per GetRecords call must be 1..{GET_RECORDS_LIMIT}")
 
         self.settings = settings
         self.processor = processor
@@ -76,12 +80,21 @@ class StreamPoller:
         self.shards: dict[str, ShardState] = {}
         self.stats = PollerStats()
         self.on_report = on_report
+        #: Records per GetRecords call: also how many are published per checkpoint.
+        self.limit = limit
         self.stream_arn = self._stream_arn()
         #: True while the last round handled records (more may be waiting).
         self.busy = True
 
     def _stream_arn(self) -> str:
-        table = self.dynamodb.describe_table(TableName=self.settings.table)["Table"]
+        try:
+            table = self.dynamodb.describe_table(TableName=self.settings.table)["Table"]
+        except self.dynamodb.exceptions.ResourceNotFoundException:
+            where = self.settings.aws.endpoint_url or f"AWS {self.settings.aws.region}"
+            raise StreamNotEnabled(
+                f"table {self.settings.table!r} (CHROMASYNC_TABLE or --table) does not exist "
+                f"at {where}"
+            ) from None
         arn = table.get("LatestStreamArn")
         spec = table.get("StreamSpecification", {})
         if not arn or not spec.get("StreamEnabled", False):
@@ -127,7 +140,7 @@ class StreamPoller:
     def _poll_shard(self, state: ShardState) -> int:
         if state.iterator is None:
             state.iterator = self._iterator(state)
-        response = self.streams.get_records(ShardIterator=state.iterator, Limit=GET_RECORDS_LIMIT)
+        response = self.streams.get_records(ShardIterator=state.iterator, Limit=self.limit)
         records = response.get("Records", [])
         next_iterator = response.get("NextShardIterator")
         if records:

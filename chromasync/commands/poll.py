@@ -8,6 +8,20 @@ from typing import Any
 
 from chromasync.commands.common import stop_on_signals
 
+#: The GetRecords API's maximum records per call (also the poller's default);
+#: spelled out here so that ``chromasync --help`` does not import Celery.
+GET_RECORDS_MAX = 1000
+
+
+def _batch_size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= GET_RECORDS_MAX:
+        raise argparse.ArgumentTypeError(f"must be 1..{GET_RECORDS_MAX}, got {value}")
+    return value
+
 
 def register(sub: Any) -> None:
     poll = sub.add_parser(
@@ -24,6 +38,14 @@ def register(sub: Any) -> None:
         help="where to start shards that have no checkpoint",
     )
     poll.add_argument("--once", action="store_true", help="one round over all shards, then exit")
+    poll.add_argument(
+        "--batch-size",
+        type=_batch_size,
+        default=GET_RECORDS_MAX,
+        metavar="N",
+        help=f"records read per GetRecords call and checkpointed together, 1..{GET_RECORDS_MAX} "
+        f"(default {GET_RECORDS_MAX})",
+    )
     poll.set_defaults(func=main)
 
 
@@ -39,7 +61,11 @@ def main(args: argparse.Namespace) -> int:
         settings = replace(settings, table=args.table)
     processor = StreamProcessor(settings, Publisher(settings))
     poller = StreamPoller(
-        settings, processor, checkpoint_store_from_env(aws=settings.aws), start=args.start
+        settings,
+        processor,
+        checkpoint_store_from_env(aws=settings.aws),
+        start=args.start,
+        limit=args.batch_size,
     )
     if args.once:
         handled = poller.poll_once()
