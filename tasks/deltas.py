@@ -74,7 +74,7 @@ CHROMA_DB_FILE = "chroma.sqlite3"
 MERGE_COMPLETED = "COMPLETED"
 #: Prefix of the temporary directories deltas are downloaded into.
 TEMP_PREFIX = "chromasync-delta-"
-#: S3 error codes meaning "that object or bucket is not there".
+#: S3 error codes meaning "that object is not there" (not uploaded yet, or replaced).
 _NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 
 #: Maps a target collection's name to its role (which ``{role}_delta_prefix`` to read).

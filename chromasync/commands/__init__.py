@@ -3,4 +3,4 @@
 :data:`COMMANDS` lists them in the order ``--help`` shows them.
 """
 
-COMMANDS = ("run", "poll", "dlq")
+COMMANDS = ("run", "poll", "replay", "dlq", "verify")

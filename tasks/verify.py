@@ -1,0 +1,238 @@
+"""Reconcile Chroma against the table: missing and extra embeddings, drifted metadata.
+
+What an embedding's metadata *should* be comes from the same projection the
+worker writes with (:mod:`tasks.projection`), so a difference is real drift,
+not two opinions. Repairs are changes sent through the normal path (queue,
+lock, worker); an embedding that is missing cannot be rebuilt from the table
+(there is no vector there) and is reported for the embedding job to redo.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from producers.contract import Change, ChangeBatch
+from producers.entities import (
+    MERCHANT_FIELDS,
+    TEXT_FIELDS,
+    EntityType,
+    line_embedding_id,
+    word_embedding_id,
+)
+from tasks.chroma.target import ChromaTarget
+from tasks.projection import LABEL_SUMMARY_KEYS, Metadata, label_summary, merchant_patch, text_patch
+from tasks.sources import ReceiptKey, ReceiptState, TableReader
+
+#: Embeddings read from Chroma per ``get`` call while scanning a collection.
+SCAN_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class Drift:
+    collection: str
+    embedding_id: str
+    kind: str  # missing | extra | metadata
+    fields: tuple[str, ...] = ()
+    detail: str = ""
+
+
+@dataclass
+class VerifyReport:
+    receipts: int = 0
+    embeddings_checked: int = 0
+    drift: list[Drift] = field(default_factory=list)
+    repairs_sent: int = 0
+
+    @property
+    def clean(self) -> bool:
+        return not self.drift
+
+    def count(self, kind: str) -> int:
+        return sum(1 for d in self.drift if d.kind == kind)
+
+
+def expected_embeddings(state: ReceiptState, role: str) -> dict[str, Metadata]:
+    """Every embedding a receipt should have in a collection, with its metadata."""
+    merchant = merchant_patch(state.metadata)
+    out: dict[str, Metadata] = {}
+    if role == "lines":
+        for lid, item in state.lines.items():
+            labels = [
+                label
+                for (line, _w), by_label in state.labels.items()
+                if line == lid
+                for label in by_label.values()
+            ]
+            eid = line_embedding_id(state.image_id, state.receipt_id, lid)
+            out[eid] = {**merchant, **text_patch(item), **label_summary(labels)}
+    else:
+        for (lid, wid), item in state.words.items():
+            labels = list(state.labels.get((lid, wid), {}).values())
+            eid = word_embedding_id(state.image_id, state.receipt_id, lid, wid)
+            out[eid] = {**merchant, **text_patch(item), **label_summary(labels)}
+    return out
+
+
+def differing_fields(expected: Metadata, actual: Metadata) -> tuple[str, ...]:
+    return tuple(sorted(k for k, v in expected.items() if actual.get(k) != v))
+
+
+class Verifier:
+    def __init__(
+        self,
+        reader: TableReader,
+        target: ChromaTarget,
+        collections: dict[str, str],
+    ) -> None:
+        """``collections`` maps role (``lines``/``words``) to collection name."""
+        self.reader = reader
+        self.target = target
+        self.collections = collections
+
+    def receipts_in_table(self, image_id: str | None = None) -> list[ReceiptKey]:
+        """Receipts the table holds (RECEIPT items), optionally of one image."""
+        from producers.entities import recognise
+
+        client = self.reader.client
+        kwargs: dict[str, Any] = {"TableName": self.reader.table, "ConsistentRead": True}
+        found: list[ReceiptKey] = []
+        while True:
+            page = client.scan(**kwargs)
+            for item in page.get("Items", []):
+                pk, sk = item["PK"]["S"], item["SK"]["S"]
+                got = recognise(pk, sk)
+                if got is None or got.spec.entity_type is not EntityType.RECEIPT:
+                    continue
+                key = (str(got.keys["image_id"]), int(got.keys["receipt_id"]))
+                if image_id is None or key[0] == image_id:
+                    found.append(key)
+            last = page.get("LastEvaluatedKey")
+            if not last:
+                return sorted(found)
+            kwargs["ExclusiveStartKey"] = last
+
+    def _scan_collection(self, name: str) -> Iterator[tuple[str, Metadata]]:
+        collection = self.target.collection(name)
+        for offset in itertools.count(0, SCAN_PAGE):
+            page = collection.get(include=["metadatas"], limit=SCAN_PAGE, offset=offset)
+            yield from zip(page["ids"], page["metadatas"], strict=True)
+            if len(page["ids"]) < SCAN_PAGE:
+                return
+
+    def _actual(self, name: str, key: ReceiptKey) -> dict[str, Metadata]:
+        where = {"$and": [{"image_id": key[0]}, {"receipt_id": key[1]}]}
+        got = self.target.collection(name).get(where=where, include=["metadatas"])
+        return dict(zip(got["ids"], got["metadatas"], strict=True))
+
+    def verify(
+        self, image_id: str | None = None, receipt_id: int | None = None
+    ) -> tuple[VerifyReport, dict[ReceiptKey, ReceiptState]]:
+        report = VerifyReport()
+        keys = self.receipts_in_table(image_id)
+        if receipt_id is not None:
+            keys = [k for k in keys if k[1] == receipt_id]
+        states = {key: self.reader.receipt(*key) for key in keys}
+        report.receipts = len(states)
+        for role, name in self.collections.items():
+            for key, state in states.items():
+                expected = expected_embeddings(state, role)
+                actual = self._actual(name, key)
+                report.embeddings_checked += len(actual)
+                for eid in sorted(set(expected) - set(actual)):
+                    report.drift.append(Drift(name, eid, "missing"))
+                for eid in sorted(set(actual) - set(expected)):
+                    report.drift.append(Drift(name, eid, "extra", detail="not in the table"))
+                for eid in sorted(set(expected) & set(actual)):
+                    fields = differing_fields(expected[eid], actual[eid])
+                    if fields:
+                        detail = ", ".join(
+                            f"{f}: chroma {actual[eid].get(f)!r} != table {expected[eid][f]!r}"
+                            for f in fields[:3]
+                        )
+                        report.drift.append(Drift(name, eid, "metadata", fields, detail))
+            if image_id is None and receipt_id is None:
+                # Embeddings of receipts the table no longer has at all.
+                for eid, meta in self._scan_collection(name):
+                    key = (str(meta.get("image_id")), int(meta.get("receipt_id", -1)))
+                    if key not in states:
+                        report.embeddings_checked += 1
+                        report.drift.append(
+                            Drift(name, eid, "extra", detail="receipt not in table")
+                        )
+        return report, states
+
+
+def _keys_of(embedding_id: str) -> dict[str, Any]:
+    """``IMAGE#i#RECEIPT#r#LINE#l[#WORD#w]`` → keys of a change."""
+    parts = embedding_id.split("#")
+    keys: dict[str, Any] = {
+        "image_id": parts[1],
+        "receipt_id": int(parts[3]),
+        "line_id": int(parts[5]),
+    }
+    if len(parts) >= 8:
+        keys["word_id"] = int(parts[7])
+    return keys
+
+
+def repair_changes(
+    report: VerifyReport, states: dict[ReceiptKey, ReceiptState], max_changes: int
+) -> list[ChangeBatch]:
+    """Changes that make the worker rewrite what drifted (current state from the table)."""
+    per_collection: dict[str, list[Change]] = {}
+    counter = itertools.count(1)
+    seen: set[tuple[str, EntityType, str]] = set()
+
+    def add(collection: str, entity: EntityType, event: str, keys: dict[str, Any]) -> None:
+        key = (collection, entity, repr(sorted(keys.items())))
+        if key in seen:
+            return
+        seen.add(key)
+        n = next(counter)
+        per_collection.setdefault(collection, []).append(
+            Change(
+                entity_type=entity,
+                event_name=event,  # type: ignore[arg-type]
+                keys=keys,  # type: ignore[arg-type]
+                sequence_number="0",
+                event_id=f"verify-repair-{n}",
+            )
+        )
+
+    for drift in report.drift:
+        if drift.kind == "missing":
+            continue  # no vector in the table: the embedding job must redo it
+        keys = _keys_of(drift.embedding_id)
+        entity = EntityType.RECEIPT_WORD if "word_id" in keys else EntityType.RECEIPT_LINE
+        if drift.kind == "extra":
+            add(drift.collection, entity, "REMOVE", keys)
+            continue
+        if any(f in MERCHANT_FIELDS for f in drift.fields):
+            add(
+                drift.collection,
+                EntityType.RECEIPT_METADATA,
+                "MODIFY",
+                {"image_id": keys["image_id"], "receipt_id": keys["receipt_id"]},
+            )
+        if any(f in TEXT_FIELDS for f in drift.fields):
+            add(drift.collection, entity, "MODIFY", keys)
+        if any(f in LABEL_SUMMARY_KEYS for f in drift.fields):
+            state = states[(keys["image_id"], keys["receipt_id"])]
+            word = (keys["line_id"], keys.get("word_id", 0))
+            labels = state.labels.get(word) or {"_verify": {}}
+            add(
+                drift.collection,
+                EntityType.RECEIPT_WORD_LABEL,
+                "MODIFY",
+                {**keys, "word_id": keys.get("word_id", 1), "label": next(iter(labels))},
+            )
+    return [
+        ChangeBatch(
+            collection=c, changes=changes[i : i + max_changes], producer="chromasync-verify"
+        )
+        for c, changes in per_collection.items()
+        for i in range(0, len(changes), max_changes)
+    ]
