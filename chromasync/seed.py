@@ -181,3 +181,62 @@ def seed_chroma(
                 metadatas=[r[2] for r in chunk],
             )
     return len(records)
+
+
+def delta_tarball(collection: str, records: list[tuple[str, list[float], dict[str, Any]]]) -> bytes:
+    """``delta.tar.gz`` of a Chroma directory holding ``records``, as an embedding job uploads."""
+    import io
+    import tarfile
+    import tempfile
+
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    with tempfile.TemporaryDirectory(prefix="chromasync-delta-") as directory:
+        client: Any = chromadb.PersistentClient(
+            path=directory, settings=ChromaSettings(anonymized_telemetry=False)
+        )
+        col = client.get_or_create_collection(name=collection, embedding_function=None)
+        for chunk in chunks(records, 5000):
+            col.add(
+                ids=[r[0] for r in chunk],
+                embeddings=[r[1] for r in chunk],
+                metadatas=[r[2] for r in chunk],
+            )
+        client.close()
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+            archive.add(directory, arcname=".")
+        return buffer.getvalue()
+
+
+def publish_run(
+    s3: Any,
+    table: Any,
+    bucket: str,
+    spec: ReceiptSpec,
+    index: int,
+    run_id: str,
+    collections: dict[str, str],
+) -> None:
+    """Upload a receipt's deltas for both collections, then INSERT its COMPACTION_RUN item.
+
+    ``collections`` maps role (``lines``/``words``) to collection name.
+    """
+    attributes: dict[str, str] = {}
+    for role, name in collections.items():
+        key = f"deltas/{run_id}/{role}/"
+        s3.put_object(
+            Bucket=bucket,
+            Key=f"{key}delta.tar.gz",
+            Body=delta_tarball(name, embedding_records(spec, index, role)),
+        )
+        attributes[f"{role}_delta_prefix"] = f"s3://{bucket}/{key}"
+    table.put_item(
+        Item={
+            "PK": image_pk(spec.image_id),
+            "SK": f"{receipt_sk(spec.receipt_id)}#COMPACTION_RUN#{run_id}",
+            "TYPE": "COMPACTION_RUN",
+            **attributes,
+        }
+    )

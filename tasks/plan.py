@@ -16,7 +16,13 @@ from typing import Any
 
 from producers.contract import Change
 from producers.entities import CollectionRole, EntityType, line_embedding_id, word_embedding_id
-from tasks.projection import Metadata, label_summary, merchant_patch, text_patch
+from tasks.projection import (
+    Metadata,
+    expected_embeddings,
+    label_summary,
+    merchant_patch,
+    text_patch,
+)
 from tasks.sources import ReceiptKey, ReceiptState
 
 
@@ -31,9 +37,14 @@ class WritePlan:
     #: Change indices behind each planned update (for missing embeddings).
     wanted_by: dict[str, set[int]] = field(default_factory=dict)
 
-    def update(self, embedding_id: str, patch: Metadata, change_index: int) -> None:
+    def update(
+        self, embedding_id: str, patch: Metadata, change_index: int, required: bool = True
+    ) -> None:
+        """Plan a metadata patch; a ``required`` one waits for a missing embedding."""
         self.updates.setdefault(embedding_id, {}).update(patch)
-        self.wanted_by.setdefault(embedding_id, set()).add(change_index)
+        wanted = self.wanted_by.setdefault(embedding_id, set())
+        if required:
+            wanted.add(change_index)
 
     @property
     def empty(self) -> bool:
@@ -98,7 +109,15 @@ def _receipt_effect(plan: WritePlan, change: Change, state: ReceiptState, index:
 
 
 def _run_effect(plan: WritePlan, change: Change, state: ReceiptState, index: int) -> None:
+    """Merge the run's delta, then bring the receipt's embeddings to the table's state.
+
+    The delta carries the metadata the embedding job saw; labels or merchant
+    data may have changed since. Those rewrites are optional: an embedding the
+    delta did not bring is not waited for.
+    """
     plan.merges.append(change)
+    for embedding_id, metadata in expected_embeddings(state, plan.role.value).items():
+        plan.update(embedding_id, metadata, index, required=False)
 
 
 Effect = Callable[[WritePlan, Change, ReceiptState, int], None]

@@ -10,9 +10,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from producers.entities import MERCHANT_FIELDS, TEXT_FIELDS
+if TYPE_CHECKING:
+    from tasks.sources import ReceiptState
+
+from producers.entities import MERCHANT_FIELDS, TEXT_FIELDS, line_embedding_id, word_embedding_id
 
 Metadata = dict[str, Any]
 
@@ -117,3 +120,25 @@ def label_summary(labels: Iterable[Mapping[str, Any]]) -> Metadata:
         "label_proposed_by": latest[1] if latest else None,
         "label_validated_at": validated_at,
     }
+
+
+def expected_embeddings(state: ReceiptState, role: str) -> dict[str, Metadata]:
+    """Every embedding a receipt should have in a collection, with its metadata."""
+    merchant = merchant_patch(state.metadata)
+    out: dict[str, Metadata] = {}
+    if role == "lines":
+        for lid, item in state.lines.items():
+            labels = [
+                label
+                for (line, _w), by_label in state.labels.items()
+                if line == lid
+                for label in by_label.values()
+            ]
+            eid = line_embedding_id(state.image_id, state.receipt_id, lid)
+            out[eid] = {**merchant, **text_patch(item), **label_summary(labels)}
+    else:
+        for (lid, wid), item in state.words.items():
+            labels = list(state.labels.get((lid, wid), {}).values())
+            eid = word_embedding_id(state.image_id, state.receipt_id, lid, wid)
+            out[eid] = {**merchant, **text_patch(item), **label_summary(labels)}
+    return out

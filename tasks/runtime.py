@@ -19,6 +19,7 @@ from tasks.audit import AuditLog
 from tasks.chroma.target import ChromaTarget, chroma_target_from_settings
 from tasks.config import WorkerSettings
 from tasks.deadletter import DeadLetterQueues
+from tasks.deltas import S3DeltaMerger
 from tasks.errors import is_transient
 from tasks.lease import HeldLease
 from tasks.locks import lock_backend_from_url
@@ -67,7 +68,9 @@ class WorkerRuntime:
         self.reader = reader or TableReader(shared.aws, shared.table)
         self.writer = ChromaWriter(self.target)
         self.dead_letters = DeadLetterQueues(shared)
-        self.merge_delta = merge_delta
+        self.merge_delta = merge_delta or S3DeltaMerger.from_settings(
+            settings, max_batch_size=self.target.max_batch_size
+        )
         self.audit = AuditLog(settings.audit_log)
 
     def role(self, collection: str) -> CollectionRole:
@@ -114,6 +117,7 @@ class WorkerRuntime:
         result = self.writer.apply(plan, held.check, self.merge_delta, journal)
         for missing in result.missing:
             outcome.waiting.update(offset[i] for i in plan.wanted_by.get(missing, ()))
+        result.missing = {m for m in result.missing if plan.wanted_by.get(m)}
         total = outcome.result
         total.updated += result.updated
         total.deleted += result.deleted

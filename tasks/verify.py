@@ -15,15 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from producers.contract import Change, ChangeBatch
-from producers.entities import (
-    MERCHANT_FIELDS,
-    TEXT_FIELDS,
-    EntityType,
-    line_embedding_id,
-    word_embedding_id,
-)
+from producers.entities import MERCHANT_FIELDS, TEXT_FIELDS, EntityType
 from tasks.chroma.target import ChromaTarget
-from tasks.projection import LABEL_SUMMARY_KEYS, Metadata, label_summary, merchant_patch, text_patch
+from tasks.projection import LABEL_SUMMARY_KEYS, Metadata, expected_embeddings
 from tasks.sources import ReceiptKey, ReceiptState, TableReader
 
 #: Embeddings read from Chroma per ``get`` call while scanning a collection.
@@ -52,28 +46,6 @@ class VerifyReport:
 
     def count(self, kind: str) -> int:
         return sum(1 for d in self.drift if d.kind == kind)
-
-
-def expected_embeddings(state: ReceiptState, role: str) -> dict[str, Metadata]:
-    """Every embedding a receipt should have in a collection, with its metadata."""
-    merchant = merchant_patch(state.metadata)
-    out: dict[str, Metadata] = {}
-    if role == "lines":
-        for lid, item in state.lines.items():
-            labels = [
-                label
-                for (line, _w), by_label in state.labels.items()
-                if line == lid
-                for label in by_label.values()
-            ]
-            eid = line_embedding_id(state.image_id, state.receipt_id, lid)
-            out[eid] = {**merchant, **text_patch(item), **label_summary(labels)}
-    else:
-        for (lid, wid), item in state.words.items():
-            labels = list(state.labels.get((lid, wid), {}).values())
-            eid = word_embedding_id(state.image_id, state.receipt_id, lid, wid)
-            out[eid] = {**merchant, **text_patch(item), **label_summary(labels)}
-    return out
 
 
 def differing_fields(expected: Metadata, actual: Metadata) -> tuple[str, ...]:
