@@ -260,3 +260,27 @@ def test_worker_writes_to_a_chroma_server(stack_env: dict[str, str], tmp_path: P
             stack.stop()
     finally:
         server.stop()
+
+
+def test_a_task_moved_by_the_redrive_policy_is_listed_and_redriven(stack: Stack) -> None:
+    """SQS moves a task whose worker kept dying to the DLQ as the raw Celery message."""
+    (spec,) = demo_receipts(1, lines=1, words_per_line=2)
+    stack.seed([spec])
+    fields = _set_merchant(stack, spec, 0, 3)
+    payload = batch(stack.words, make_change("RECEIPT_METADATA", "MODIFY", spec)).to_payload()
+    # The same bytes SQS would move: a Celery message, sent here straight to the DLQ.
+    dlq_queue = stack.settings.dlq_name(stack.words).removeprefix(stack.settings.queue_prefix)
+    stack.send(payload, dlq_queue)
+    listing = stack.cli("dlq", "list", "--collection", stack.words)
+    assert "WorkerLost" in listing.stdout and "1 dead letters" in listing.stdout
+    assert "RedrivePolicy" in listing.stdout
+    stack.start_worker(stack.words)
+    assert "1 dead letters sent back" in stack.cli("dlq", "redrive").stdout
+    eid = word_embedding_id(spec.image_id, spec.receipt_id, 1, 2)
+    wait_for(
+        lambda: (_words_meta(stack, eid) or {}).get("merchant_name") == fields["merchant_name"],
+        60,
+        interval=0.2,
+        what="the redriven task",
+    )
+    assert _dlq_count(stack, stack.words) == 0
