@@ -33,6 +33,37 @@ def sqs_broker_url(aws: AwsSettings, env: Mapping[str, str]) -> str:
     return f"sqs://{user}:{secret}@{endpoint.hostname}:{endpoint.port or 80}"
 
 
+#: Name of the periodic snapshot task (``tasks.snapshots.task``).
+SNAPSHOT_TASK_NAME = "chromasync.publish_snapshot"
+#: A snapshot tick not started within this many seconds (or the interval, if longer)
+#: is dropped by the worker: the next tick supersedes it, so a worker that was
+#: down does not publish a burst of snapshots when it comes back.
+SNAPSHOT_MIN_EXPIRES = 30.0
+
+
+def snapshot_beat_schedule(settings: Settings, env: Mapping[str, str]) -> dict[str, Any]:
+    """One beat entry per collection, sent to that collection's own queue so the
+    snapshot runs between its batches; none when ``CHROMASYNC_SNAPSHOT_INTERVAL`` is 0."""
+    interval = env_float(env, "CHROMASYNC_SNAPSHOT_INTERVAL", 0.0)
+    if not interval:
+        return {}
+    schedule: dict[str, Any] = {}
+    for collection in settings.collections:
+        options: dict[str, Any] = {
+            "queue": settings.queue_for(collection),
+            "expires": max(interval, SNAPSHOT_MIN_EXPIRES),
+        }
+        if settings.fifo:
+            options["MessageGroupId"] = f"snapshot-{collection}"
+        schedule[f"snapshot-{collection}"] = {
+            "task": SNAPSHOT_TASK_NAME,
+            "schedule": interval,
+            "args": [collection],
+            "options": options,
+        }
+    return schedule
+
+
 def celery_settings(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     env = os.environ if env is None else env
     settings = Settings.from_env(env)
@@ -45,7 +76,7 @@ def celery_settings(env: Mapping[str, str] | None = None) -> dict[str, Any]:
             "queue_name_prefix": settings.queue_prefix,
             # Longer than the longest batch: a message comes back only when its
             # worker died (the heartbeat-protected lock bounds a batch's time).
-            "visibility_timeout": env_int(env, "CHROMASYNC_VISIBILITY_TIMEOUT", 300, minimum=1),
+            "visibility_timeout": settings.visibility_timeout,
             "polling_interval": env_float(env, "CHROMASYNC_POLLING_INTERVAL", 0.5),
             "wait_time_seconds": env_int(env, "CHROMASYNC_WAIT_TIME_SECONDS", 1),
         },
@@ -68,10 +99,17 @@ def celery_settings(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "worker_concurrency": 1,
         "worker_disable_rate_limits": True,
         "worker_hijack_root_logger": False,
+        # Monitoring: SQS carries no events, so the worker's consumer sends task
+        # events and heartbeats to Redis instead (tasks.events, docs/flower.md).
+        # Producers talk to SQS only: no task-sent events.
+        "worker_consumer": "tasks.events:SideChannelConsumer",
+        "worker_send_task_events": True,
+        "task_send_sent_event": False,
         "task_default_queue": settings.queue_for(settings.lines_collection),
         "task_create_missing_queues": True,
         "timezone": "UTC",
         "enable_utc": True,
+        "beat_schedule": snapshot_beat_schedule(settings, env),
     }
 
 

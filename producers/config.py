@@ -139,6 +139,8 @@ class Settings:
     collections: tuple[str, ...]
     fifo: bool
     max_changes_per_task: int
+    #: Seconds a received task stays invisible to other workers (queue attribute).
+    visibility_timeout: int = 300
     enabled_entities: Mapping[str, bool] = field(default_factory=dict)
 
     @classmethod
@@ -169,6 +171,7 @@ class Settings:
             queue_prefix=queue_prefix,
             collections=collections,
             fifo=env_bool(env, "CHROMASYNC_FIFO", False),
+            visibility_timeout=env_int(env, "CHROMASYNC_VISIBILITY_TIMEOUT", 300, minimum=1),
             max_changes_per_task=env_int(
                 env, "CHROMASYNC_MAX_CHANGES_PER_TASK", DEFAULT_MAX_CHANGES_PER_TASK, minimum=1
             ),

@@ -7,11 +7,12 @@ Shared settings (AWS endpoint, table, queues, collections) live in
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from producers.config import ConfigError, Settings, env_float, env_int, env_str, env_url
+from producers.config import ConfigError, Settings, env_bool, env_float, env_int, env_str, env_url
 
 #: Where embedded Chroma directories live, one sub-directory per collection.
 DEFAULT_CHROMA_DIR = ".chromasync/chroma"
@@ -29,6 +30,14 @@ DEFAULT_MISSING_EMBEDDING_TIMEOUT = 600.0
 #: ``lines_delta_prefix``/``words_delta_prefix`` is either ``s3://bucket/key/``
 #: or a bare key prefix resolved against this bucket (see :mod:`tasks.deltas`).
 DELTA_BUCKET_ENV = "CHROMASYNC_DELTA_BUCKET"
+#: S3 bucket of collection snapshots (:mod:`tasks.snapshots`). Bucket names are global
+#: on AWS, so set ``CHROMASYNC_SNAPSHOT_BUCKET`` there; locally (``AWS_ENDPOINT_URL``
+#: set) the default bucket is created on first publish.
+DEFAULT_SNAPSHOT_BUCKET = "chromasync-snapshots"
+#: Snapshot versions kept per collection; older ones go once a newer one is promoted.
+DEFAULT_SNAPSHOT_KEEP = 5
+#: S3's rule for bucket names (3-63 lowercase letters, digits, dots and hyphens).
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
 @dataclass(frozen=True)
@@ -45,10 +54,19 @@ class WorkerSettings:
     retry_backoff_base: float
     retry_backoff_max: float
     missing_embedding_timeout: float
+    #: Most ids per Chroma write call (None: Chroma's own max batch size).
+    write_chunk: int | None
     #: JSON-lines file recording lock holds and writes (None: off).
     audit_log: str | None
     #: Bucket for bare delta prefixes (``CHROMASYNC_DELTA_BUCKET``); None: only ``s3://`` ones.
     delta_bucket: str | None = None
+    #: Bucket of collection snapshots (``CHROMASYNC_SNAPSHOT_BUCKET``).
+    snapshot_bucket: str = DEFAULT_SNAPSHOT_BUCKET
+    #: Newest snapshot versions kept per collection (``CHROMASYNC_SNAPSHOT_KEEP``).
+    snapshot_keep: int = DEFAULT_SNAPSHOT_KEEP
+    #: Restore the latest snapshot into an empty Chroma directory before the worker
+    #: consumes (``CHROMASYNC_RESTORE_ON_START``).
+    restore_on_start: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
@@ -72,6 +90,12 @@ class WorkerSettings:
                 f"{DELTA_BUCKET_ENV}={delta_bucket!r} must be a bare bucket name "
                 "(for example 'receipt-deltas'), not a URL or a path"
             )
+        snapshot_bucket = env_str(env, "CHROMASYNC_SNAPSHOT_BUCKET", DEFAULT_SNAPSHOT_BUCKET)
+        if not _BUCKET_NAME.fullmatch(snapshot_bucket):
+            raise ConfigError(
+                f"CHROMASYNC_SNAPSHOT_BUCKET={snapshot_bucket!r} is not a valid S3 bucket name "
+                "(3-63 lowercase letters, digits, '.' and '-'; for example 'receipt-snapshots')"
+            )
         return cls(
             shared=shared,
             chroma_url=env_url(env, "CHROMASYNC_CHROMA_URL", None, {"http", "https"}),
@@ -84,8 +108,14 @@ class WorkerSettings:
             retry_backoff_base=env_float(env, "CHROMASYNC_RETRY_BACKOFF_BASE", 1.0),
             retry_backoff_max=env_float(env, "CHROMASYNC_RETRY_BACKOFF_MAX", 60.0),
             audit_log=env.get("CHROMASYNC_AUDIT_LOG") or None,
+            write_chunk=env_int(env, "CHROMASYNC_WRITE_CHUNK", 0, minimum=0) or None,
             missing_embedding_timeout=env_float(
                 env, "CHROMASYNC_MISSING_EMBEDDING_TIMEOUT", DEFAULT_MISSING_EMBEDDING_TIMEOUT
             ),
             delta_bucket=delta_bucket,
+            snapshot_bucket=snapshot_bucket,
+            snapshot_keep=env_int(
+                env, "CHROMASYNC_SNAPSHOT_KEEP", DEFAULT_SNAPSHOT_KEEP, minimum=1
+            ),
+            restore_on_start=env_bool(env, "CHROMASYNC_RESTORE_ON_START", False),
         )

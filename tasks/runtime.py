@@ -66,7 +66,7 @@ class WorkerRuntime:
         self.lock_backend = lock_backend or lock_backend_from_url(settings.lock_url, shared.aws)
         self.target = target or chroma_target_from_settings(settings)
         self.reader = reader or TableReader(shared.aws, shared.table)
-        self.writer = ChromaWriter(self.target)
+        self.writer = ChromaWriter(self.target, settings.write_chunk)
         self.dead_letters = DeadLetterQueues(shared)
         self.merge_delta = merge_delta or S3DeltaMerger.from_settings(
             settings, max_batch_size=self.target.max_batch_size

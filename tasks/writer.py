@@ -39,8 +39,15 @@ class WriteResult:
 
 
 class ChromaWriter:
-    def __init__(self, target: ChromaTarget) -> None:
+    def __init__(self, target: ChromaTarget, write_chunk: int | None = None) -> None:
+        """``write_chunk`` caps the ids per write call below Chroma's own limit."""
         self.target = target
+        self.write_chunk = write_chunk
+
+    @property
+    def chunk_size(self) -> int:
+        limit = self.target.max_batch_size
+        return min(limit, self.write_chunk) if self.write_chunk else limit
 
     def _existing(self, collection: Any, ids: list[str]) -> set[str]:
         found: set[str] = set()
@@ -59,7 +66,7 @@ class ChromaWriter:
         if plan.empty:
             return result
         collection = self.target.collection(plan.collection)
-        size = self.target.max_batch_size
+        size = self.chunk_size
         with self.target.writing(plan.collection):
             # Delta merges first: updates in the same batch may target their ids.
             for change in plan.merges:

@@ -16,6 +16,7 @@ def register(sub: Any) -> None:
     )
     verify.add_argument("--image", help="only this image id")
     verify.add_argument("--receipt", type=int, help="only this receipt id (with --image)")
+    verify.add_argument("--collection", help="only this collection (default: both)")
     verify.add_argument("--repair", action="store_true", help="enqueue corrective changes")
     verify.add_argument("--show", type=int, default=20, help="drift lines to print (default 20)")
     verify.set_defaults(func=main)
@@ -30,10 +31,17 @@ def main(args: argparse.Namespace) -> int:
 
     settings = WorkerSettings.from_env()
     shared = settings.shared
+    roles = {"lines": shared.lines_collection, "words": shared.words_collection}
+    if args.collection:
+        roles = {role: name for role, name in roles.items() if name == args.collection}
+        if not roles:
+            print(
+                f"chromasync: unknown collection {args.collection!r}; "
+                f"CHROMASYNC_COLLECTIONS names {list(shared.collections)}"
+            )
+            return 2
     verifier = Verifier(
-        TableReader(shared.aws, shared.table),
-        chroma_target_from_settings(settings),
-        {"lines": shared.lines_collection, "words": shared.words_collection},
+        TableReader(shared.aws, shared.table), chroma_target_from_settings(settings), roles
     )
     report, states = verifier.verify(args.image, args.receipt)
     print(
