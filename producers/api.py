@@ -54,7 +54,11 @@ def _validated(changes: Iterable[Change | Mapping[str, Any]]) -> list[Change]:
         try:
             out.append(Change.model_validate(change))
         except ValidationError as exc:
-            raise InvalidChange(f"change {index} does not fit the contract: {exc}") from None
+            reasons = "; ".join(
+                f"{'.'.join(str(p) for p in error['loc']) or 'change'}: {error['msg']}"
+                for error in exc.errors()
+            )
+            raise InvalidChange(f"change {index} does not fit the contract: {reasons}") from None
     return out
 
 

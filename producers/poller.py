@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from producers.checkpoints import CheckpointStore
 from producers.config import ConfigError, Settings
+from producers.decoding import MalformedRecord, _creation_time
 from producers.pipeline import ProcessReport, StreamProcessor
 from producers.publishing import backoff_delay
 
@@ -46,6 +47,26 @@ class ShardState:
     retry_at: float = 0.0
 
 
+@dataclass(frozen=True)
+class ShardProgress:
+    """What one read of a shard did, for the ``on_shard`` hook (metrics: per-shard lag)."""
+
+    shard_id: str
+    #: Records read and published; 0 means the shard is caught up.
+    records: int
+    #: Epoch seconds of the last record's ApproximateCreationDateTime (None: none read).
+    last_created_at: float | None
+    #: The shard ended (split or stream disabled); it is not read again.
+    closed: bool
+
+
+def _created_at(record: Any) -> float | None:
+    try:
+        return _creation_time(record.get("dynamodb", {}).get("ApproximateCreationDateTime"))
+    except (MalformedRecord, AttributeError):
+        return None
+
+
 @dataclass
 class PollerStats:
     rounds: int = 0
@@ -64,6 +85,7 @@ class StreamPoller:
         dynamodb_client: Any | None = None,
         on_report: Callable[[ProcessReport], None] | None = None,
         limit: int = GET_RECORDS_LIMIT,
+        on_shard: Callable[[ShardProgress], None] | None = None,
     ) -> None:
         import boto3
 
@@ -80,6 +102,8 @@ class StreamPoller:
         self.shards: dict[str, ShardState] = {}
         self.stats = PollerStats()
         self.on_report = on_report
+        #: Called after every successful read of a shard (tasks.metrics.ShardMetrics).
+        self.on_shard = on_shard
         #: Records per GetRecords call: also how many are published per checkpoint.
         self.limit = limit
         self.stream_arn = self._stream_arn()
@@ -164,7 +188,17 @@ class StreamPoller:
             self.checkpoints.mark_closed(self.stream_arn, state.shard_id)
             state.closed = True
         state.iterator = next_iterator
+        if self.on_shard is not None:
+            created = _created_at(records[-1]) if records else None
+            self._report_shard(ShardProgress(state.shard_id, len(records), created, state.closed))
         return len(records)
+
+    def _report_shard(self, progress: ShardProgress) -> None:
+        assert self.on_shard is not None
+        try:
+            self.on_shard(progress)
+        except Exception:  # noqa: BLE001 - a hook (metrics) never stops the poller
+            log.exception("on_shard hook failed for %s", progress.shard_id)
 
     def poll_once(self) -> int:
         """One round over every ready shard; returns records handled."""

@@ -29,6 +29,8 @@ from producers.pipeline import StreamProcessor
 CHUNK_RECORDS = 500
 #: Malformed lines listed one by one in the summary; the rest are counted.
 MAX_LISTED = 20
+#: Characters of each listed error (the quarantine queue keeps the whole of it).
+MAX_ERROR_CHARS = 200
 
 #: ``(records read so far, fraction of the input read or None when unknown)``.
 ProgressCallback = Callable[[int, float | None], None]
@@ -57,9 +59,12 @@ class ReplayInput:
 def _json_line(position: int, raw: bytes) -> Item:
     try:
         return Item(position, record=json.loads(raw))
-    except ValueError as exc:
-        text = raw.decode("utf-8", "replace").rstrip("\r\n")
-        return Item(position, error=f"not JSON: {exc}", text=text)
+    except json.JSONDecodeError as exc:
+        error = f"not JSON: {exc.msg} at column {exc.colno}"
+    except ValueError:  # bytes that are not UTF-8 text
+        error = "not JSON: not UTF-8 text"
+    text = raw.decode("utf-8", "replace").rstrip("\r\n")
+    return Item(position, error=error, text=text)
 
 
 def _ndjson(
@@ -89,6 +94,11 @@ def _records(records: list[Any]) -> Iterator[tuple[Item, float | None]]:
 def read_input(stream: IO[bytes], size: int | None = None) -> ReplayInput:
     """Tell a JSON document from NDJSON by the first non-blank line, and read it lazily.
 
+    A first line that is a whole JSON object other than a Lambda event starts
+    NDJSON; anything else (an event, a list, a document spread over lines) is
+    read as one JSON document, and taken as NDJSON with a bad first line if
+    it does not parse.
+
     ``size`` (bytes, when known) lets NDJSON report the fraction read.
     """
     lines = iter(stream)
@@ -104,7 +114,7 @@ def read_input(stream: IO[bytes], size: int | None = None) -> ReplayInput:
     except ValueError:
         first = None  # a JSON document spread over several lines, or a bad NDJSON line
     else:
-        if not (isinstance(first, dict) and "Records" in first):
+        if isinstance(first, dict) and "Records" not in first:
             consumed = sum(len(r) for r in head)
             position = len(head)
             items = _ndjson(lines, position + 1, consumed, size)
@@ -162,7 +172,8 @@ class ReplayReport:
     def ok(self) -> bool:
         return self.failed_at is None
 
-    def _fail(self, position: int, error: str | None) -> None:
+    def fail(self, position: int, error: str | None) -> None:
+        """Note that records from ``position`` on may not have been published."""
         if self.failed_at is None or position < self.failed_at:
             self.failed_at = position
             self.error = error
@@ -183,7 +194,8 @@ class ReplayReport:
             f"({self.quarantined} quarantined in {self.quarantine_queue})",
         ]
         for problem in sorted(self.malformed, key=lambda p: p.position)[:MAX_LISTED]:
-            out.append(f"    {self.unit} {problem.position}: {problem.error}")
+            error = " ".join(problem.error.split())  # one line each, however long
+            out.append(f"    {self.unit} {problem.position}: {error[:MAX_ERROR_CHARS]}")
         if len(self.malformed) > MAX_LISTED:
             out.append(f"    ... and {len(self.malformed) - MAX_LISTED} more")
         if self.failed_at is None:
@@ -238,7 +250,7 @@ class Replayer:
         for rejected in result.malformed:
             report.malformed.append(Problem(good[rejected.index].position, rejected.error))
         if result.failed_from is not None:
-            report._fail(good[result.failed_from].position, result.error)
+            report.fail(good[result.failed_from].position, result.error)
 
     def _quarantine_line(self, item: Item, report: ReplayReport) -> None:
         assert item.error is not None
@@ -248,7 +260,7 @@ class Replayer:
         try:
             quarantine.send({"text": item.text}, error, self.processor.source)
         except Exception as exc:  # noqa: BLE001 - reported as a failure of this line
-            report._fail(
+            report.fail(
                 item.position, f"could not quarantine {error} in {quarantine.queue_name}: {exc}"
             )
             return

@@ -84,3 +84,42 @@ def stack(stack_env: dict[str, str], tmp_path) -> Iterator[Stack]:
     system = Stack(stack_env, tmp_path)
     yield system
     system.stop()
+
+
+#: Producer settings a developer's shell may hold; the producer tests start without them.
+PRODUCER_VARIABLES = (
+    "CELERY_BROKER_URL",
+    "CHROMASYNC_FIFO",
+    "CHROMASYNC_COLLECTIONS",
+    "CHROMASYNC_MAX_CHANGES_PER_TASK",
+    "ENABLE_METADATA_UPDATES",
+    "ENABLE_LABEL_UPDATES",
+    "ENABLE_LINE_UPDATES",
+    "ENABLE_WORD_UPDATES",
+    "ENABLE_RECEIPT_DELETES",
+    "ENABLE_COMPACTION_RUNS",
+)
+
+
+@pytest.fixture
+def producer_env(
+    aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, str]]:
+    """The producer's environment on moto with unique names; process-wide producer state rebuilt.
+
+    Tests change settings with ``monkeypatch.setenv`` before building anything;
+    the returned dict is the environment for subprocesses.
+    """
+    import uuid
+
+    from producers import defaults
+
+    suffix = uuid.uuid4().hex[:8]
+    monkeypatch.setenv("CHROMASYNC_TABLE", f"receipts-{suffix}")
+    monkeypatch.setenv("CHROMASYNC_QUEUE_PREFIX", f"p{suffix}-")
+    monkeypatch.setenv("CHROMASYNC_CHECKPOINT_URL", f"dynamodb://checkpoints-{suffix}")
+    for name in PRODUCER_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    defaults.reset()
+    yield dict(os.environ)
+    defaults.reset()

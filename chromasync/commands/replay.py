@@ -12,6 +12,16 @@ from typing import IO, Any
 EXIT_NOT_PUBLISHED = 1
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def register(sub: Any) -> None:
     replay = sub.add_parser(
         "replay",
@@ -25,7 +35,7 @@ def register(sub: Any) -> None:
     replay.add_argument("file", metavar="FILE", help="the records; - reads stdin")
     replay.add_argument(
         "--chunk-size",
-        type=int,
+        type=_positive,
         default=None,
         metavar="N",
         help="records handed to the pipeline at once (default 500)",

@@ -1,0 +1,115 @@
+"""The Python API for other services (``producers.enqueue``) and the documented send_task path."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from celery import Celery
+
+import producers
+from chromasync.local import free_port
+from producers.api import EnqueueError, InvalidChange
+from producers.config import Settings
+from producers.contract import Change, ChangeBatch
+from tests.producing import IMAGE, Queues, line_record
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def label_change(word: int, status: str = "VALID") -> dict[str, Any]:
+    return {
+        "entity_type": "RECEIPT_WORD_LABEL",
+        "event_name": "MODIFY",
+        "keys": {"image_id": IMAGE, "receipt_id": 1, "line_id": 2, "word_id": word, "label": "X"},
+        "changes": {"validation_status": {"old": "PENDING", "new": status}},
+        "sequence_number": str(1000 + word),
+        "event_id": f"svc-{word}",
+    }
+
+
+def changes_on(queues: Queues, collection: str) -> list[tuple[str, str]]:
+    return [
+        (t.batch.producer, c.event_id) for t in queues.tasks(collection) for c in t.batch.changes
+    ]
+
+
+def test_enqueue_routes_validates_and_publishes(producer_env: dict[str, str]) -> None:
+    queues = Queues(Settings.from_env())
+    line = Change(
+        entity_type="RECEIPT_LINE",
+        event_name="REMOVE",
+        keys={"image_id": IMAGE, "receipt_id": 1, "line_id": 2},
+        sequence_number="7",
+        event_id="svc-line",
+    )
+    published = producers.enqueue([label_change(1), line, label_change(2)], producer="billing")
+    assert sorted((p.collection, p.changes) for p in published) == [("lines", 3), ("words", 2)]
+    assert changes_on(queues, "words") == [("billing", "svc-1"), ("billing", "svc-2")]
+    assert changes_on(queues, "lines") == [
+        ("billing", "svc-1"),
+        ("billing", "svc-line"),
+        ("billing", "svc-2"),
+    ]
+    # A collection given: every change goes there only.
+    producers.enqueue([label_change(3)], collection="words")
+    assert changes_on(queues, "words") == [("chromasync.api", "svc-3")]
+    assert changes_on(queues, "lines") == []
+
+
+def test_enqueue_refuses_bad_input_before_sending_anything(producer_env: dict[str, str]) -> None:
+    queues = Queues(Settings.from_env())
+    bad = {**label_change(2), "keys": {"image_id": IMAGE, "receipt_id": 1}}
+    with pytest.raises(InvalidChange, match=r"change 1 does not fit.*missing keys"):
+        producers.enqueue([label_change(1), bad])
+    with pytest.raises(InvalidChange, match="not monitored"):
+        producers.enqueue([{**label_change(1), "changes": {"colour": {"new": "red"}}}])
+    with pytest.raises(ValueError, match="CHROMASYNC_COLLECTIONS"):
+        producers.enqueue([label_change(1)], collection="lnes")
+    assert queues.all_tasks() == {"lines": [], "words": []}
+
+
+def test_enqueue_reports_what_was_not_sent(
+    producer_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CELERY_BROKER_URL", f"sqs://testing:testing@127.0.0.1:{free_port()}")
+    with pytest.raises(EnqueueError, match="127.0.0.1") as caught:
+        producers.enqueue([label_change(1), label_change(2)])
+    assert caught.value.published == [] and caught.value.unsent_changes == 4
+
+
+def test_enqueue_records_takes_raw_stream_records(producer_env: dict[str, str]) -> None:
+    queues = Queues(Settings.from_env())
+    report = producers.enqueue_records([line_record("INSERT", 1), {"not": "a record"}])
+    assert (report.changes, len(report.malformed), report.quarantined) == (1, 1, 1)
+    assert [c.sequence_int for t in queues.tasks("lines") for c in t.batch.changes] == [1]
+    assert queues.quarantined()[0]["source"] == "api"
+
+
+def test_the_documented_payload_sent_with_celery_alone(producer_env: dict[str, str]) -> None:
+    """The README's example, sent by an app that knows nothing of chromasync but its broker."""
+    contract = README.read_text().split("## The message contract", 1)[1]
+    example = re.search(r"```json\n(.*?)```", contract, re.S)
+    assert example, "README has no JSON payload example under 'The message contract'"
+    payload = json.loads(example.group(1))
+    ChangeBatch.model_validate(payload)
+    settings = Settings.from_env()
+    queues = Queues(settings)
+    app = Celery("another-service", set_as_current=False)
+    app.conf.update(
+        broker_url=f"sqs://testing:testing@{producer_env['AWS_ENDPOINT_URL'][7:]}",
+        broker_transport_options={
+            "region": "us-east-1",
+            "is_secure": False,
+            "queue_name_prefix": settings.queue_prefix,
+        },
+        task_serializer="json",
+    )
+    app.send_task("chromasync.apply_changes", args=[payload], queue="words")
+    (task,) = queues.tasks("words")
+    assert task.batch.model_dump(mode="json") == ChangeBatch.model_validate(payload).model_dump(
+        mode="json"
+    )

@@ -1,0 +1,141 @@
+"""``chromasync poll``: killed mid-backlog and restarted, it skips nothing; clear errors."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from chromasync.local import free_port, wait_for
+from chromasync.provision import ensure_table
+from producers.config import Settings
+from producers.entities import image_pk, line_sk
+from tests.producing import IMAGE, Queues
+
+#: Records in the backlog: many pages of ``--batch-size`` records.
+BACKLOG = 1000
+#: Records per GetRecords call, so the checkpoint moves many times.
+PAGE = 25
+
+
+def poll(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "chromasync.cli", "poll", *args],
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def stream_sequence_numbers(settings: Settings, stream_arn: str) -> list[int]:
+    """Every record of the table's stream, read directly (not through our code)."""
+    streams = boto3.client("dynamodbstreams", **settings.aws.client_kwargs())
+    seqs: list[int] = []
+    shards = streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]
+    for shard in shards:
+        iterator = streams.get_shard_iterator(
+            StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        while iterator:
+            page = streams.get_records(ShardIterator=iterator, Limit=1000)
+            seqs += [int(r["dynamodb"]["SequenceNumber"]) for r in page["Records"]]
+            if not page["Records"]:
+                break
+            iterator = page.get("NextShardIterator")
+    return seqs
+
+
+def checkpoints(settings: Settings, table: str) -> list[int]:
+    dynamodb = boto3.client("dynamodb", **settings.aws.client_kwargs())
+    try:
+        items = dynamodb.scan(TableName=table, ConsistentRead=True)["Items"]
+    except dynamodb.exceptions.ResourceNotFoundException:
+        return []
+    return [int(i["sequence_number"]["S"]) for i in items if "sequence_number" in i]
+
+
+def test_a_killed_poller_restarts_without_skipping_a_record(
+    producer_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {**producer_env, "CHROMASYNC_MAX_CHANGES_PER_TASK": "5"}
+    settings = Settings.from_env(env)
+    checkpoint_table = env["CHROMASYNC_CHECKPOINT_URL"].removeprefix("dynamodb://")
+    stream_arn = ensure_table(settings)
+    queues = Queues(settings)
+    table = boto3.resource("dynamodb", **settings.aws.client_kwargs()).Table(settings.table)
+    written = {(1 + i // 500, 1 + i % 500) for i in range(BACKLOG)}
+    with table.batch_writer() as batch:
+        for receipt, line in sorted(written):
+            item: dict[str, Any] = {"text": f"r{receipt} l{line}"}
+            batch.put_item(Item={"PK": image_pk(IMAGE), "SK": line_sk(receipt, line), **item})
+    last = max(stream_sequence_numbers(settings, stream_arn))
+    log = tmp_path / "poll.log"
+
+    first = poll(env, log, "--batch-size", str(PAGE))
+    try:
+        wait_for(lambda: checkpoints(settings, checkpoint_table), 60, what="a first checkpoint")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    (at_kill,) = checkpoints(settings, checkpoint_table)
+    assert at_kill < last, "the poller finished before it was killed; grow the backlog"
+
+    second = poll(env, log, "--batch-size", str(PAGE))
+    try:
+        wait_for(
+            lambda: checkpoints(settings, checkpoint_table) == [last],
+            60,
+            interval=0.1,
+            what=f"the checkpoint to reach the last record\n{log.read_text()[-2000:]}",
+        )
+    finally:
+        second.terminate()
+        assert second.wait(20) == 0
+    delivered: list[tuple[int, int]] = []
+    for task in queues.tasks(settings.lines_collection):
+        for change in task.batch.changes:
+            assert change.keys.line_id is not None
+            delivered.append((change.keys.receipt_id, change.keys.line_id))
+    # Every record at least once; the page in flight at the kill may come twice.
+    assert set(delivered) == written
+    assert len(delivered) - len(written) <= PAGE
+
+
+def test_poll_names_a_wrong_setting_or_a_missing_table(
+    producer_env: dict[str, str], tmp_path: Path
+) -> None:
+    bad = subprocess.run(
+        [sys.executable, "-m", "chromasync.cli", "poll", "--once"],
+        env={**producer_env, "CHROMASYNC_CHECKPOINT_URL": "ftp://somewhere"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2
+    assert "CHROMASYNC_CHECKPOINT_URL='ftp://somewhere'" in bad.stderr
+    missing = subprocess.run(
+        [sys.executable, "-m", "chromasync.cli", "poll", "--once", "--table", "no-such-table"],
+        env=producer_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert missing.returncode == 2
+    assert "table 'no-such-table' (CHROMASYNC_TABLE or --table) does not exist" in missing.stderr
+
+
+def test_poll_says_when_the_endpoint_is_unreachable(producer_env: dict[str, str]) -> None:
+    port = free_port()
+    result = subprocess.run(
+        [sys.executable, "-m", "chromasync.cli", "poll", "--once"],
+        env={**producer_env, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 3, result.stderr
+    assert "unreachable" in result.stderr and f"127.0.0.1:{port}" in result.stderr

@@ -1,0 +1,164 @@
+"""``chromasync replay``: a Lambda event file, NDJSON on stdin, bad lines, failures, progress."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pty
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chromasync.local import free_port
+from producers.config import Settings
+from producers.replay import read_input
+from tests.producing import Queues, line_record, record
+
+
+def replay(
+    env: dict[str, str], *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "chromasync.cli", "replay", *args],
+        input=stdin,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def sequences(queues: Queues, collection: str = "lines") -> list[int]:
+    return [c.sequence_int for t in queues.tasks(collection) for c in t.batch.changes]
+
+
+def test_replay_of_a_lambda_event_file(producer_env: dict[str, str], tmp_path: Path) -> None:
+    queues = Queues(Settings.from_env())
+    records = [line_record("INSERT", s, line=s) for s in range(1, 8)]
+    records.append(record("INSERT", "USER#1", "PROFILE", 8, new={"a": 1}))
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps({"Records": records}, indent=2))
+    result = replay(producer_env, str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "(Lambda event)" in out
+    assert "records           8" in out
+    assert "changes           7" in out
+    assert "tasks sent        1 (lines 1)" in out
+    assert "ignored           1 (not_an_entity 1)" in out
+    assert "failed            none" in out
+    assert sequences(queues) == list(range(1, 8))
+
+
+def test_replay_of_ndjson_on_stdin_with_a_bad_line(producer_env: dict[str, str]) -> None:
+    queues = Queues(Settings.from_env())
+    getrecords_shape = line_record("MODIFY", 4, line=4)
+    getrecords_shape["dynamodb"]["ApproximateCreationDateTime"] = "2026-11-22T04:56:18+00:00"
+    del getrecords_shape["dynamodb"]["OldImage"]
+    lines = [
+        json.dumps(line_record("INSERT", 1)),
+        "",
+        '{"eventName": "INSERT", "dynamodb": {"Keys": ',  # line 3: cut off, not JSON
+        json.dumps(getrecords_shape),
+        json.dumps({"eventName": "INSERT", "dynamodb": {"SequenceNumber": "9"}}),
+        json.dumps(line_record("REMOVE", 6, line=6)),
+    ]
+    result = replay(producer_env, "--chunk-size", "2", "-", stdin="\n".join(lines) + "\n")
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "replay of stdin (NDJSON)" in out
+    assert "records           5" in out
+    assert "changes           3" in out
+    assert "malformed         2 (2 quarantined in" in out
+    assert "line 3: not JSON" in out
+    assert "line 5: dynamodb.Keys is missing" in out
+    assert "\r" not in result.stderr  # no progress bar when stderr is not a terminal
+    assert sequences(queues) == [1, 4, 6]
+    kept = queues.quarantined()
+    assert [m["source"] for m in kept] == ["replay", "replay"]
+    assert kept[0]["error"].startswith("line 3: not JSON")
+    assert kept[0]["record"] == {"text": lines[2]}
+    assert kept[1]["record"]["dynamodb"] == {"SequenceNumber": "9"}
+
+
+def test_a_failed_publish_exits_1_and_says_from_which_line(
+    producer_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = free_port()
+    env = {**producer_env, "CELERY_BROKER_URL": f"sqs://testing:testing@127.0.0.1:{port}"}
+    Queues(Settings.from_env())
+    lines = [json.dumps(record("INSERT", "USER#1", "PROFILE", 1, new={"a": 1}))]
+    lines += [json.dumps(line_record("INSERT", s, line=s)) for s in range(2, 8)]
+    result = replay(env, "--chunk-size", "3", "-", stdin="\n".join(lines))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "failed            from line 2 on" in result.stdout
+    assert f"sqs://127.0.0.1:{port}" in result.stdout
+    # It stopped at the first failed chunk: the rest of the input was not read.
+    assert "records           3" in result.stdout
+
+
+def test_a_wrong_setting_exits_2_naming_the_variable(
+    producer_env: dict[str, str], tmp_path: Path
+) -> None:
+    result = replay({**producer_env, "CHROMASYNC_FIFO": "maybe"}, "-", stdin="")
+    assert result.returncode == 2
+    assert "CHROMASYNC_FIFO='maybe'" in result.stderr
+    missing = replay(producer_env, str(tmp_path / "nowhere.json"))
+    assert missing.returncode == 2 and "cannot read" in missing.stderr
+
+
+def test_progress_bar_on_a_terminal(producer_env: dict[str, str], tmp_path: Path) -> None:
+    Queues(Settings.from_env())
+    path = tmp_path / "records.ndjson"
+    path.write_text("".join(json.dumps(line_record("INSERT", s)) + "\n" for s in range(1, 6)))
+    controller, terminal = pty.openpty()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "chromasync.cli", "replay", "--chunk-size", "2", str(path)],
+            env=producer_env,
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            text=True,
+            timeout=60,
+        )
+        os.close(terminal)
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        os.close(controller)
+    assert result.returncode == 0, result.stdout
+    text = drawn.decode()
+    assert "\rreplay [" in text
+    assert "100%  5 records" in text
+
+
+def _kind(data: bytes) -> tuple[str, list[Any]]:
+    source = read_input(io.BytesIO(data), len(data))
+    items = [item for item, _fraction in source.items]
+    return source.kind, [(i.position, i.error is None) for i in items]
+
+
+def test_input_shapes_are_told_apart() -> None:
+    one = line_record("INSERT", 1)
+    pretty = json.dumps({"Records": [one, one]}, indent=2).encode()
+    assert _kind(pretty) == ("Lambda event", [(1, True), (2, True)])
+    assert _kind(json.dumps({"Records": [one]}).encode()) == ("Lambda event", [(1, True)])
+    assert _kind(json.dumps([one, one, one]).encode())[0] == "JSON list of records"
+    assert _kind(json.dumps(one, indent=1).encode()) == ("JSON record", [(1, True)])
+    ndjson = b"\n" + json.dumps(one).encode() + b"\n\n" + json.dumps(one).encode() + b"\n"
+    assert _kind(ndjson) == ("NDJSON", [(2, True), (4, True)])
+    first_broken = b'{"cut": \n' + json.dumps(one).encode() + b"\n"
+    assert _kind(first_broken) == ("NDJSON", [(1, False), (2, True)])
+    assert _kind(b"hello\nworld\n") == ("not JSON", [(1, False)])
+    assert _kind(b"\n\n") == ("empty input", [])
