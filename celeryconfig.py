@@ -94,7 +94,8 @@ def celery_settings(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # An error that escapes the task (only when even the dead-letter queue
         # cannot be written) must not ack: kombu then leaves the message to SQS,
         # which redelivers it and, past maxReceiveCount, moves it to the DLQ.
-        "task_acks_on_failure_or_timeout": False,
+        "task_acks_on_failure": False,
+        "task_acks_on_timeout": False,
         "worker_prefetch_multiplier": 1,
         "worker_concurrency": 1,
         "worker_disable_rate_limits": True,

@@ -8,6 +8,7 @@ the failed part was re-sent (retry) or written to the dead-letter queue.
 from __future__ import annotations
 
 import logging
+import time
 import traceback
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -15,9 +16,11 @@ from typing import Any
 from celery import Task
 from pydantic import ValidationError
 
+from chromasync.logs import change_fields, set_log_context
 from producers.contract import APPLY_TASK_NAME, ChangeBatch, validate_payload
 from producers.packing import receipt_group
 from producers.publishing import backoff_delay
+from tasks import metrics, progress
 from tasks.app import app
 from tasks.deadletter import DeadLetter, now
 from tasks.errors import EmbeddingMissing, InvalidChange, is_transient
@@ -62,6 +65,12 @@ def _collection_of(task: Task, runtime: WorkerRuntime, payload: Any) -> str:
     return queue if queue in collections else collections[0]
 
 
+def _batch_id(payload: Any) -> str | None:
+    """The batch id a payload claims, for log context (None when it has none)."""
+    value = payload.get("batch_id") if isinstance(payload, dict) else None
+    return value[:64] if isinstance(value, str) else None
+
+
 def dead_letter(
     task: Task,
     runtime: WorkerRuntime,
@@ -86,12 +95,14 @@ def dead_letter(
         permanent=permanent,
     )
     runtime.dead_letters.send(letter)
+    metrics.changes_dead_lettered(collection, payload, exc)
     log.error(
         "dead-lettered %s payload after %d attempts: %s: %s",
         collection,
         history.attempts,
         letter.error_type,
         letter.error,
+        extra=change_fields(payload),
     )
 
 
@@ -123,10 +134,12 @@ def retry(
         delay,
         next_history.attempts,
         exc,
+        extra=change_fields(payload),
     )
     task.apply_async(
         args=[payload], kwargs={"history": asdict(next_history)}, countdown=delay, **options
     )
+    metrics.changes_retried(batch.collection, payload, exc)
 
 
 @app.task(bind=True, name=APPLY_TASK_NAME)
@@ -134,13 +147,15 @@ def apply_changes(self: Task, payload: Any, history: Any = None) -> dict[str, An
     """Apply one batch; every outcome is applied, retried or dead-lettered before the ack.
 
     Only when even the dead-letter queue cannot be written does an error escape:
-    the message is then not acknowledged (``task_acks_on_failure_or_timeout`` is
+    the message is then not acknowledged (``task_acks_on_failure`` is
     off), SQS delivers it again, and the queue's RedrivePolicy moves it to the
     dead-letter queue after too many receives.
     """
     runtime = get_runtime()
     past = FailureHistory.from_dict(history)
     collection = _collection_of(self, runtime, payload)
+    set_log_context(collection=collection, batch_id=_batch_id(payload))
+    metrics.changes_received(collection, payload)
     try:
         batch, rejected = validate_payload(payload)
         if batch is not None:
@@ -154,6 +169,7 @@ def apply_changes(self: Task, payload: Any, history: Any = None) -> dict[str, An
         dead_letter(self, runtime, collection, single, error, past, permanent=True)
     if batch is None:
         return {"status": "rejected", "error": "no valid change in the batch"}
+    started = time.monotonic()
     try:
         outcome = runtime.apply_batch(batch)
     except Exception as exc:
@@ -162,6 +178,8 @@ def apply_changes(self: Task, payload: Any, history: Any = None) -> dict[str, An
             return {"status": "retrying", "error": f"{type(exc).__name__}: {exc}"}
         dead_letter(self, runtime, batch.collection, batch.to_payload(), exc, past, False)
         return {"status": "dead-lettered", "error": f"{type(exc).__name__}: {exc}"}
+    metrics.batch_applied(batch, outcome, time.monotonic() - started)
+    progress.batch_applied(runtime.settings, batch, outcome)
     for index, failure in outcome.failed.items():
         dead_letter(
             self, runtime, batch.collection, subset(batch, [index]), failure, past, permanent=True
