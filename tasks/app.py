@@ -8,7 +8,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_init
 
-app = Celery("chromasync", include=["tasks.compaction"])
+app = Celery("chromasync", include=["tasks.compaction", "tasks.snapshots.task"])
 app.config_from_object("celeryconfig")
 
 log = logging.getLogger(__name__)
