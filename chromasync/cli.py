@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 from collections.abc import Sequence
 
@@ -23,12 +22,10 @@ EXIT_UNAVAILABLE = 3
 
 
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for noisy in ("botocore", "urllib3", "chromadb", "kombu", "celery", "boto3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    """Logs on stderr in ``CHROMASYNC_LOG_FORMAT`` (text or json), see :mod:`chromasync.logs`."""
+    from chromasync.logs import setup_logging
+
+    setup_logging(verbose)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,8 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _setup_logging(args.verbose)
     try:
+        _setup_logging(args.verbose)
         return int(args.func(args))
     except ConfigError as exc:
         print(f"chromasync: configuration error: {exc}", file=sys.stderr)

@@ -18,6 +18,7 @@ from producers.config import Settings
 from producers.pipeline import StreamProcessor
 from producers.poller import StartPosition, StreamPoller
 from producers.publishing import Publisher
+from tasks.metrics import ShardMetrics
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class RunningPipeline:
             processor,
             checkpoint_store_from_env(self.env, self.settings.aws),
             start=self.start,
+            on_shard=ShardMetrics.from_env(self.env),
         )
         self._thread = threading.Thread(
             target=self.poller.run, args=(self._stop,), name="stream-poller", daemon=True

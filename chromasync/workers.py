@@ -32,10 +32,10 @@ def worker_command(queue: str, name: str, loglevel: str = "INFO") -> list[str]:
         f"{name}@%h",
         "--loglevel",
         loglevel,
-        # SQS carries no broadcast: gossip, mingle and heartbeats cannot work.
+        # SQS carries no broadcast: gossip and mingle cannot work. Worker heartbeats
+        # are events, which go to Redis (tasks.events), so Flower sees workers online.
         "--without-gossip",
         "--without-mingle",
-        "--without-heartbeat",
     ]
 
 

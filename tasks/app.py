@@ -8,8 +8,11 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_init
 
+from chromasync.logs import install_worker_logging
+
 app = Celery("chromasync", include=["tasks.compaction", "tasks.snapshots.task"])
 app.config_from_object("celeryconfig")
+install_worker_logging()
 
 log = logging.getLogger(__name__)
 

@@ -137,7 +137,12 @@ def retry(
         extra=change_fields(payload),
     )
     task.apply_async(
-        args=[payload], kwargs={"history": asdict(next_history)}, countdown=delay, **options
+        args=[payload],
+        kwargs={"history": asdict(next_history)},
+        countdown=delay,
+        # What Flower shows: a summary, never the payload (it may be a subset of the batch).
+        argsrepr=repr([ChangeBatch.model_validate(payload).summary()]),
+        **options,
     )
     metrics.changes_retried(batch.collection, payload, exc)
 

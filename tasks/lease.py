@@ -12,6 +12,8 @@ clock when it resumes and stops before writing.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 import uuid
@@ -52,7 +54,8 @@ class HeldLease:
         self.ttl = ttl
         self.safety_margin = safety_margin
         self.wait = wait
-        self.owner = owner or uuid.uuid4().hex
+        # Names the worker in `chromasync status`; the uuid makes each lease unique.
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self.lease: Lease | None = None
         self._valid_until = 0.0
         self._lost = threading.Event()

@@ -13,8 +13,9 @@ from tests.stack import Stack
 
 
 @pytest.fixture(scope="session")
-def moto_server() -> Iterator[MotoServer]:
-    server = MotoServer.start()
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    """One moto server for the session; its log (with server-side tracebacks) is kept."""
+    server = MotoServer.start(log=tmp_path_factory.mktemp("moto") / "moto.log")
     yield server
     server.stop()
 
@@ -68,6 +69,9 @@ def stack_env(
         "CHROMASYNC_QUEUE_PREFIX": f"t{suffix}-",
         "CHROMASYNC_CHROMA_DIR": str(tmp_path / "chroma"),
         "CHROMASYNC_LOCK_URL": redis_url(),
+        # Metrics and worker events go to the test db too, never to a shared db 0.
+        "CHROMASYNC_METRICS_URL": redis_url(),
+        "CHROMASYNC_EVENTS_URL": redis_url(),
         "CHROMASYNC_CHECKPOINT_URL": f"dynamodb://checkpoints-{suffix}",
         "CHROMASYNC_WAIT_TIME_SECONDS": "1",
         "ANONYMIZED_TELEMETRY": "False",

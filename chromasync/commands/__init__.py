@@ -3,4 +3,15 @@
 :data:`COMMANDS` lists them in the order ``--help`` shows them.
 """
 
-COMMANDS = ("run", "poll", "replay", "dlq", "verify")
+COMMANDS = (
+    "run",
+    "provision",
+    "poll",
+    "replay",
+    "status",
+    "verify",
+    "dlq",
+    "snapshot",
+    "exporter",
+    "flower",
+)

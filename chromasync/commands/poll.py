@@ -55,6 +55,7 @@ def main(args: argparse.Namespace) -> int:
     from producers.pipeline import StreamProcessor
     from producers.poller import StreamPoller
     from producers.publishing import Publisher
+    from tasks.metrics import ShardMetrics
 
     settings = Settings.from_env()
     if args.table:
@@ -66,6 +67,7 @@ def main(args: argparse.Namespace) -> int:
         checkpoint_store_from_env(aws=settings.aws),
         start=args.start,
         limit=args.batch_size,
+        on_shard=ShardMetrics.from_env(),
     )
     if args.once:
         handled = poller.poll_once()

@@ -1,0 +1,441 @@
+"""``chromasync status``: one screen with queues, dead letters, locks, last applied batches, lag.
+
+Each part asks its own service (SQS, the lock store, the metrics Redis) with
+short timeouts; a service that does not answer gets one line naming it and
+what went wrong, the other parts are still shown, and the exit status is 3
+(:data:`chromasync.cli.EXIT_UNAVAILABLE`). The probes are also what
+``chromasync exporter`` reads at scrape time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from producers.config import Settings
+    from tasks.config import WorkerSettings
+    from tasks.locks.backend import LockBackend, LockInfo
+    from tasks.metrics import MetricsStore
+    from tasks.progress import AppliedBatch, ProgressStore
+
+#: Exit status when a service could not be asked (same as chromasync.cli.EXIT_UNAVAILABLE).
+EXIT_UNAVAILABLE = 3
+#: Seconds to connect to / wait for any service; status must answer quickly.
+PROBE_TIMEOUT = 2.0
+#: SQS error codes meaning "no such queue" (not created yet), not an outage.
+MISSING_QUEUE_CODES = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
+
+T = TypeVar("T")
+
+
+def register(sub: Any) -> None:
+    status = sub.add_parser(
+        "status",
+        help="queues, dead letters, locks, last applied batch per collection and lag",
+        description="One screen of the system's state. Exit 0 when every service answered, "
+        "3 when one could not be reached (the screen names it).",
+    )
+    status.set_defaults(func=main)
+
+
+# -- probes (shared with chromasync exporter) ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    name: str
+    collection: str | None
+    #: ``queue``, ``dead_letter`` or ``quarantine``.
+    kind: str
+    exists: bool
+    visible: int = 0
+    in_flight: int = 0
+    delayed: int = 0
+
+
+@dataclass
+class Unreachable:
+    """A service that did not answer, and why, in words an operator can act on."""
+
+    service: str
+    error: str
+
+    def line(self) -> str:
+        named = self.error.startswith(self.service)
+        return f"UNREACHABLE  {self.error if named else f'{self.service}: {self.error}'}"
+
+
+def _error_text(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]
+
+
+def probe(service: str, call: Callable[[], T]) -> T | Unreachable:
+    """Run one probe; a failure becomes an :class:`Unreachable` naming the service.
+
+    A wrong setting is not an outage: :class:`ConfigError` goes up (exit status 2).
+    """
+    from producers.config import ConfigError
+
+    try:
+        return call()
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - reported as a line, never a traceback
+        return Unreachable(service, _error_text(exc))
+
+
+def sqs_client(settings: Settings) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        connect_timeout=PROBE_TIMEOUT,
+        read_timeout=PROBE_TIMEOUT * 2,
+        retries={"mode": "standard", "max_attempts": 2},
+    )
+    return boto3.client("sqs", config=config, **settings.aws.client_kwargs())
+
+
+def sqs_where(settings: Settings) -> str:
+    return f"SQS at {settings.aws.endpoint_url or f'AWS {settings.aws.region}'}"
+
+
+def queue_names(settings: Settings) -> list[tuple[str, str | None, str]]:
+    """(name, collection, kind) of every queue the system uses, the quarantine last."""
+    from producers.quarantine import QUARANTINE_SUFFIX
+
+    names: list[tuple[str, str | None, str]] = []
+    for collection in settings.collections:
+        names.append((settings.sqs_queue_name(collection), collection, "queue"))
+    for collection in settings.collections:
+        names.append((settings.dlq_name(collection), collection, "dead_letter"))
+    names.append((f"{settings.queue_prefix}{QUARANTINE_SUFFIX}", None, "quarantine"))
+    return names
+
+
+def queue_depths(settings: Settings, client: Any) -> list[QueueDepth]:
+    """Depth of every queue from its SQS attributes; a queue not created yet says so."""
+    from botocore.exceptions import ClientError
+
+    depths = []
+    for name, collection, kind in queue_names(settings):
+        try:
+            url = client.get_queue_url(QueueName=name)["QueueUrl"]
+            attrs = client.get_queue_attributes(
+                QueueUrl=url,
+                AttributeNames=[
+                    "ApproximateNumberOfMessages",
+                    "ApproximateNumberOfMessagesNotVisible",
+                    "ApproximateNumberOfMessagesDelayed",
+                ],
+            )["Attributes"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in MISSING_QUEUE_CODES:
+                depths.append(QueueDepth(name, collection, kind, exists=False))
+                continue
+            raise
+        depths.append(
+            QueueDepth(
+                name,
+                collection,
+                kind,
+                exists=True,
+                visible=int(attrs.get("ApproximateNumberOfMessages", 0)),
+                in_flight=int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0)),
+                delayed=int(attrs.get("ApproximateNumberOfMessagesDelayed", 0)),
+            )
+        )
+    return depths
+
+
+def lock_backend(settings: WorkerSettings) -> tuple[LockBackend, str]:
+    """A read-only view of the lock store (never creates the DynamoDB table), and its name."""
+    from urllib.parse import urlsplit
+
+    from botocore.config import Config
+
+    from tasks.locks import DynamoDBLockBackend, RedisLockBackend, lock_backend_from_url
+    from tasks.locks.backends.redis import redact_url
+
+    url = settings.lock_url
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme in ("redis", "rediss") and parts.netloc:
+        backend: LockBackend = RedisLockBackend(url, socket_timeout=PROBE_TIMEOUT, retries=0)
+        return backend, f"Redis lock store at {redact_url(url)}"
+    if scheme == "dynamodb" and parts.netloc and parts.path in ("", "/"):
+        config = Config(
+            connect_timeout=PROBE_TIMEOUT,
+            read_timeout=PROBE_TIMEOUT * 2,
+            retries={"mode": "standard", "max_attempts": 2},
+        )
+        aws = settings.shared.aws
+        dynamo = DynamoDBLockBackend(parts.netloc, aws, config=config)
+        where = aws.endpoint_url or f"AWS {aws.region}"
+        return dynamo, f"DynamoDB lock table {parts.netloc!r} at {where}"
+    return lock_backend_from_url(url, settings.shared.aws), redact_url(url)  # raises ConfigError
+
+
+def _missing_table(exc: BaseException) -> bool:
+    """A DynamoDB lock table that does not exist yet: no worker ever ran, not an outage."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        response = getattr(cause, "response", None)
+        if isinstance(response, dict):
+            return response.get("Error", {}).get("Code") == "ResourceNotFoundException"
+        cause = cause.__cause__
+    return False
+
+
+def lock_infos(backend: LockBackend, collections: Sequence[str]) -> dict[str, LockInfo | None]:
+    """Holder and lease of each collection's lock; None when the lock table is not there yet."""
+    from tasks.lease import lock_name
+
+    infos: dict[str, LockInfo | None] = {}
+    for collection in collections:
+        try:
+            infos[collection] = backend.info(lock_name(collection))
+        except Exception as exc:
+            if not _missing_table(exc):
+                raise
+            infos[collection] = None
+    return infos
+
+
+def progress_store(settings: WorkerSettings) -> ProgressStore:
+    from botocore.config import Config
+
+    from tasks.progress import progress_store_from_url
+
+    config = Config(
+        connect_timeout=PROBE_TIMEOUT,
+        read_timeout=PROBE_TIMEOUT * 2,
+        retries={"mode": "standard", "max_attempts": 2},
+    )
+    return progress_store_from_url(settings.lock_url, settings.shared.aws, PROBE_TIMEOUT, config)
+
+
+def last_applied(
+    store: ProgressStore, collections: Sequence[str]
+) -> dict[str, AppliedBatch | None]:
+    out: dict[str, AppliedBatch | None] = {}
+    for collection in collections:
+        try:
+            out[collection] = store.last(collection)
+        except Exception as exc:
+            if not _missing_table(exc):
+                raise
+            out[collection] = None
+    return out
+
+
+def metrics_store() -> MetricsStore | None:
+    from tasks.metrics import MetricsStore
+
+    return MetricsStore.from_env()
+
+
+# -- rendering -----------------------------------------------------------------------------
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], indent: int = 2) -> list[str]:
+    """Aligned columns: the first left-aligned, numbers right-aligned, the rest left-aligned."""
+    cells = [[str(c) for c in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    numeric = [
+        i > 0 and all(isinstance(row[i], int | float) or row[i] == "-" for row in rows)
+        for i in range(len(headers))
+    ]
+    lines = []
+    for row in cells:
+        parts = [
+            cell.rjust(widths[i]) if numeric[i] else cell.ljust(widths[i])
+            for i, cell in enumerate(row)
+        ]
+        lines.append(" " * indent + "  ".join(parts).rstrip())
+    return lines
+
+
+def seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value < 120:
+        return f"{value:.1f}s"
+    if value < 7200:
+        return f"{value / 60:.1f}m"
+    return f"{value / 3600:.1f}h"
+
+
+def when(ts: float, now: float) -> str:
+    stamp = datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    return f"{stamp} ({seconds(max(0.0, now - ts))} ago)"
+
+
+@dataclass
+class Screen:
+    lines: list[str] = field(default_factory=list)
+    unreachable: list[Unreachable] = field(default_factory=list)
+
+    def add(self, *lines: str) -> None:
+        self.lines.extend(lines)
+
+    def failed(self, problem: Unreachable) -> None:
+        self.unreachable.append(problem)
+        self.lines.append(f"  {problem.line()}")
+
+
+def _queues(screen: Screen, settings: Settings) -> None:
+    where = sqs_where(settings)
+    depths = probe(where, lambda: queue_depths(settings, sqs_client(settings)))
+    screen.add(f"queues ({where})")
+    if isinstance(depths, Unreachable):
+        screen.failed(depths)
+        return
+    titles = {"queue": "tasks", "dead_letter": "dead letters", "quarantine": "stream rejects"}
+    rows: list[list[Any]] = []
+    for depth in depths:
+        if not depth.exists:
+            rows.append([depth.name, titles[depth.kind], "-", "-", "-", "not created yet"])
+            continue
+        note = ""
+        if depth.kind == "dead_letter" and depth.visible + depth.in_flight:
+            note = "see: chromasync dlq list"
+        elif depth.kind == "quarantine" and depth.visible + depth.in_flight:
+            note = "malformed stream records kept here"
+        rows.append(
+            [depth.name, titles[depth.kind], depth.visible, depth.in_flight, depth.delayed, note]
+        )
+    screen.add(*table(["queue", "holds", "visible", "in flight", "delayed", ""], rows))
+
+
+def _locks(screen: Screen, settings: WorkerSettings) -> str | None:
+    """The lock table; returns the store's name, or None when it did not answer."""
+    built = probe(settings.lock_url, lambda: lock_backend(settings))
+    if isinstance(built, Unreachable):
+        screen.add("", "locks")
+        screen.failed(built)
+        return None
+    backend, where = built
+    try:
+        infos = probe(where, lambda: lock_infos(backend, list(settings.shared.collections)))
+    finally:
+        backend.close()
+    screen.add("", f"locks ({where})")
+    if isinstance(infos, Unreachable):
+        screen.failed(infos)
+        return None
+    rows: list[list[Any]] = []
+    for collection, info in infos.items():
+        if info is None:
+            rows.append([collection, "free (no lock taken yet)", "-", "-"])
+        elif info.owner is None:
+            rows.append([collection, "free", "-", info.fence])
+        else:
+            rows.append([collection, info.owner, seconds(info.remaining), info.fence])
+    screen.add(*table(["collection", "holder", "lease left", "fence"], rows))
+    return where
+
+
+def _last_applied(screen: Screen, settings: WorkerSettings, where: str, now: float) -> None:
+    screen.add("", f"last applied batch ({where})")
+    store = progress_store(settings)
+    try:
+        applied = probe(where, lambda: last_applied(store, list(settings.shared.collections)))
+    finally:
+        store.close()
+    if isinstance(applied, Unreachable):
+        screen.failed(applied)
+        return
+    rows: list[list[Any]] = []
+    for collection, batch in applied.items():
+        if batch is None:
+            rows.append([collection, "nothing applied yet", "-", "-", "-", "-", "-"])
+            continue
+        rows.append(
+            [
+                collection,
+                batch.batch_id[:12],
+                when(batch.applied_at, now),
+                batch.fence,
+                batch.changes,
+                batch.highest_sequence or "-",
+                seconds(batch.lag),
+            ]
+        )
+    headers = ["collection", "batch", "applied at", "fence", "changes", "highest sequence", "lag"]
+    screen.add(*table(headers, rows))
+
+
+def _metrics(screen: Screen, settings: Settings, now: float) -> None:
+    from tasks.metrics import APPLIED, DEAD_LETTERED, FAILED, METRICS_URL_ENV, RECEIVED
+
+    store = probe(METRICS_URL_ENV, metrics_store)
+    if isinstance(store, Unreachable):
+        screen.add("", "changes and stream lag")
+        screen.failed(store)
+        return
+    if store is None:
+        screen.add("", f"changes and stream lag: metrics are off ({METRICS_URL_ENV}=off)")
+        return
+    where = f"metrics Redis at {store.shown_url}"
+    try:
+        snapshot = probe(where, store.read)
+    finally:
+        store.close()
+    screen.add("", f"changes since metrics began ({where})")
+    if isinstance(snapshot, Unreachable):
+        screen.failed(snapshot)
+        return
+    counters = (RECEIVED, APPLIED, FAILED, DEAD_LETTERED)
+    rows: list[list[Any]] = [
+        [c, *(int(snapshot.total(m, collection=c)) for m in counters)] for c in settings.collections
+    ]
+    screen.add(*table(["collection", "received", "applied", "failed", "dead-lettered"], rows))
+    screen.add("", "stream poller")
+    if not snapshot.shards:
+        screen.add("  no shard read yet (is chromasync poll running with metrics?)")
+        return
+    rows = []
+    for shard in sorted(snapshot.shards.values(), key=lambda s: s.shard_id):
+        read = when(shard.last_read_at, now) if shard.last_read_at else "-"
+        state = "caught up" if shard.caught_up else "reading"
+        rows.append([shard.shard_id, seconds(shard.lag(now)), state, read])
+    screen.add(*table(["shard", "lag", "state", "last read"], rows))
+
+
+def render(now: float | None = None) -> Screen:
+    from tasks.config import WorkerSettings
+
+    now = time.time() if now is None else now
+    settings = WorkerSettings.from_env()
+    shared = settings.shared
+    screen = Screen()
+    stamp = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    screen.add(
+        f"chromasync status  {stamp}  table {shared.table}, "
+        f"collections {', '.join(shared.collections)}",
+        "",
+    )
+    _queues(screen, shared)
+    where = _locks(screen, settings)
+    if where is None:
+        screen.add("", "last applied batch: not read, it is kept in the lock store (above)")
+    else:
+        _last_applied(screen, settings, where, now)
+    _metrics(screen, shared, now)
+    if screen.unreachable:
+        names = ", ".join(dict.fromkeys(u.service for u in screen.unreachable))
+        screen.add("", f"{len(screen.unreachable)} service(s) unreachable: {names}")
+    return screen
+
+
+def main(args: argparse.Namespace) -> int:
+    screen = render()
+    print("\n".join(screen.lines))
+    return EXIT_UNAVAILABLE if screen.unreachable else 0
