@@ -8,6 +8,7 @@ table holds now. All items of one receipt come back in one consistent Query
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,9 @@ from producers.decoding import decode_image
 from producers.entities import EntityType, image_pk, receipt_sk, recognise
 
 ReceiptKey = tuple[str, int]
+
+#: Receipts read at the same time while a batch is planned (boto3 clients are thread-safe).
+READ_CONCURRENCY = 8
 
 
 @dataclass
@@ -79,4 +83,10 @@ class TableReader:
                 state.runs[str(keys["run_id"])] = item
 
     def receipts(self, keys: list[ReceiptKey]) -> dict[ReceiptKey, ReceiptState]:
-        return {key: self.receipt(*key) for key in dict.fromkeys(keys)}
+        """Every receipt's current state; several receipts are read concurrently."""
+        unique = list(dict.fromkeys(keys))
+        if len(unique) <= 1:
+            return {key: self.receipt(*key) for key in unique}
+        with ThreadPoolExecutor(max_workers=min(READ_CONCURRENCY, len(unique))) as pool:
+            states = pool.map(lambda key: self.receipt(*key), unique)
+            return dict(zip(unique, states, strict=True))
