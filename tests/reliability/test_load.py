@@ -11,6 +11,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
 from chromasync.local import wait_for
 from chromasync.seed import demo_receipts, merchant_fields
 from producers.entities import image_pk, receipt_sk, word_sk
@@ -32,6 +34,7 @@ def pool_children(pid: int) -> list[int]:
     return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
+@pytest.mark.timeout(1200)
 def test_twenty_thousand_changes_over_five_hundred_receipts(
     stack_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -39,7 +42,9 @@ def test_twenty_thousand_changes_over_five_hundred_receipts(
     stop_poller = None
     try:
         receipts = demo_receipts(RECEIPTS, lines=2, words_per_line=4)
+        seeding = time.monotonic()
         stack.seed(receipts)
+        print(f"\nload: seeded {RECEIPTS} receipts in {time.monotonic() - seeding:.0f}s")
         stack.start_workers()
         poller = stack.poller()
         _thread, stop_poller = run_poller_in_thread(poller)
