@@ -7,7 +7,9 @@ winners in about one run of three with 8 racing threads). Real DynamoDB
 makes them one atomic step, and the DynamoDB lock backend relies on that.
 This wrapper serialises DynamoDB and DynamoDB Streams requests (SQS and S3
 stay concurrent, so long polls do not block anything), which restores the
-atomicity the locks need. Run it as ``python -m chromasync.motoserver -p PORT``.
+atomicity the locks need, and answers a Query from its partition instead of
+the whole table (see :func:`index_partition_queries`). Run it as
+``python -m chromasync.motoserver -p PORT``.
 """
 
 from __future__ import annotations
@@ -39,6 +41,40 @@ class SerialisedDynamoDB:
         return self.app(environ, start_response)
 
 
+def index_partition_queries() -> None:
+    """Make moto answer a Query from the one partition it names.
+
+    moto's ``Table.query`` lists and sorts every item of the table to answer a
+    query on one partition key (O(N log N) per query); real DynamoDB reads only
+    that partition. With 12,500 items a Query took 121 ms in moto and 13 ms with
+    this (measured on this machine), which decides whether the load test fits in CI. Queries
+    on an index keep moto's own path.
+    """
+    from moto.dynamodb.models.table import Table
+
+    hint = threading.local()
+    original_query = Table.query
+    original_all_items = Table.all_items
+
+    def query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+        index_name = kwargs.get("index_name", args[6] if len(args) > 6 else None)
+        if index_name is None and hash_key is not None and self.range_key_attr:
+            hint.partition = hash_key
+        try:
+            return original_query(self, hash_key, *args, **kwargs)
+        finally:
+            hint.partition = None
+
+    def all_items(self: Any) -> Any:
+        partition = getattr(hint, "partition", None)
+        if partition is None or partition not in self.items:
+            return original_all_items(self) if partition is None else []
+        return sorted(self.items[partition].values(), key=lambda item: item.range_key)
+
+    Table.query = query  # type: ignore[method-assign]
+    Table.all_items = all_items  # type: ignore[method-assign]
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     from moto.moto_server.werkzeug_app import (
         DomainDispatcherApplication,
@@ -52,6 +88,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("-p", "--port", type=int, default=5000)
     args = parser.parse_args(argv)
     os.environ.setdefault("MOTO_PORT", str(args.port))
+    index_partition_queries()
     app = DomainDispatcherApplication(create_backend_app)
     run_simple(
         args.host,

@@ -78,7 +78,8 @@ def merchant_fields(index: int, edition: int = 0) -> dict[str, str]:
     }
 
 
-def _text_item(pk: str, sk: str, text: str, kind: str) -> dict[str, Any]:
+def text_item(pk: str, sk: str, text: str, kind: str) -> dict[str, Any]:
+    """A RECEIPT_LINE or RECEIPT_WORD item with every monitored field."""
     return {
         "PK": pk,
         "SK": sk,
@@ -111,10 +112,10 @@ def table_items(spec: ReceiptSpec, index: int) -> list[dict[str, Any]]:
     ]
     for lid in spec.line_ids():
         items.append(
-            _text_item(pk, line_sk(rid, lid), f"line {lid} of receipt {rid}", "RECEIPT_LINE")
+            text_item(pk, line_sk(rid, lid), f"line {lid} of receipt {rid}", "RECEIPT_LINE")
         )
     for lid, wid in spec.word_keys():
-        items.append(_text_item(pk, word_sk(rid, lid, wid), f"w{lid}.{wid}", "RECEIPT_WORD"))
+        items.append(text_item(pk, word_sk(rid, lid, wid), f"w{lid}.{wid}", "RECEIPT_WORD"))
     # One label on the first word of every line; the first is validated.
     for lid in spec.line_ids():
         items.append(
