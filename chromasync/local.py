@@ -47,39 +47,31 @@ def wait_for(
         time.sleep(interval)
 
 
+def _spawn(command: list[str], log: Path | None) -> subprocess.Popen[bytes]:
+    out: IO[Any] | int = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
+    return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+
+
 @dataclass
-class MotoServer:
-    """``python -m moto.server`` on 127.0.0.1 in a child process."""
+class LocalServer:
+    """A server in a child process on 127.0.0.1: started, health-polled, stopped."""
 
     port: int
     process: subprocess.Popen[bytes]
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    #: What the server is, for messages.
+    kind = "server"
 
-    @classmethod
-    def start(cls, port: int | None = None, log: Path | None = None) -> MotoServer:
-        port = port or free_port()
-        out: IO[Any] | int = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
-        process = subprocess.Popen(
-            [sys.executable, "-m", "chromasync.motoserver", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        server = cls(port, process)
-        wait_for(server.healthy, 60, what=f"moto server on 127.0.0.1:{port}")
-        return server
+    def _wait_healthy(self, timeout: float = 60) -> None:
+        wait_for(self.healthy, timeout, interval=0.1, what=f"{self.kind} on 127.0.0.1:{self.port}")
 
     def healthy(self) -> bool:
         if self.process.poll() is not None:
-            raise RuntimeError(f"moto server exited with {self.process.returncode}")
-        with urllib.request.urlopen(f"{self.url}/moto-api/", timeout=2) as response:
-            return bool(response.status == 200)
+            raise RuntimeError(f"{self.kind} exited with {self.process.returncode}")
+        return self.answers()
 
-    def reset(self) -> None:
-        request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
-        urllib.request.urlopen(request, timeout=10).close()
+    def answers(self) -> bool:
+        raise NotImplementedError
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -89,6 +81,109 @@ class MotoServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+@dataclass
+class MotoServer(LocalServer):
+    """moto in server mode (our :mod:`chromasync.motoserver` wrapper) on 127.0.0.1."""
+
+    kind = "moto server"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @classmethod
+    def start(cls, port: int | None = None, log: Path | None = None) -> MotoServer:
+        port = port or free_port()
+        command = [
+            sys.executable,
+            "-m",
+            "chromasync.motoserver",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ]
+        server = cls(port, _spawn(command, log))
+        server._wait_healthy()
+        return server
+
+    def answers(self) -> bool:
+        with urllib.request.urlopen(f"{self.url}/moto-api/", timeout=2) as response:
+            return bool(response.status == 200)
+
+    def reset(self) -> None:
+        request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
+        urllib.request.urlopen(request, timeout=10).close()
+
+
+@dataclass
+class ChromaServer(LocalServer):
+    """``chroma run`` (the server shipped in the chromadb wheel) on 127.0.0.1."""
+
+    path: Path = Path(".")
+    kind = "chroma server"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @classmethod
+    def start(cls, path: Path, port: int | None = None, log: Path | None = None) -> ChromaServer:
+        port = port or free_port()
+        chroma = Path(sys.executable).with_name("chroma")
+        command = [
+            str(chroma),
+            "run",
+            "--path",
+            str(path),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ]
+        server = cls(port, _spawn(command, log), path)
+        server._wait_healthy()
+        return server
+
+    def answers(self) -> bool:
+        with urllib.request.urlopen(f"{self.url}/api/v2/heartbeat", timeout=2) as response:
+            return bool(response.status == 200)
+
+
+@dataclass
+class RedisServer(LocalServer):
+    """A ``redis-server`` of our own (nothing kept on disk), to stop and start at will."""
+
+    kind = "redis-server"
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @classmethod
+    def start(cls, directory: Path, port: int | None = None) -> RedisServer:
+        port = port or free_port()
+        command = [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(directory),
+        ]
+        server = cls(port, _spawn(command, None))
+        server._wait_healthy(10)
+        return server
+
+    def answers(self) -> bool:
+        return redis_answers(self.url)
 
 
 def redis_answers(url: str, timeout: float = 0.5) -> bool:
@@ -103,45 +198,3 @@ def redis_answers(url: str, timeout: float = 0.5) -> bool:
             client.close()
     except (redis.RedisError, OSError, ValueError):
         return False
-
-
-@dataclass
-class ChromaServer:
-    """``chroma run`` (the server shipped in the chromadb wheel) on 127.0.0.1."""
-
-    port: int
-    path: Path
-    process: subprocess.Popen[bytes]
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @classmethod
-    def start(cls, path: Path, port: int | None = None, log: Path | None = None) -> ChromaServer:
-        port = port or free_port()
-        chroma = Path(sys.executable).with_name("chroma")
-        out: IO[Any] | int = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
-        process = subprocess.Popen(
-            [str(chroma), "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        server = cls(port, path, process)
-        wait_for(server.healthy, 60, interval=0.1, what=f"chroma server on 127.0.0.1:{port}")
-        return server
-
-    def healthy(self) -> bool:
-        if self.process.poll() is not None:
-            raise RuntimeError(f"chroma server exited with {self.process.returncode}")
-        with urllib.request.urlopen(f"{self.url}/api/v2/heartbeat", timeout=2) as response:
-            return bool(response.status == 200)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,10 +15,11 @@ import boto3
 
 from chromasync.local import wait_for
 from chromasync.provision import ensure_queues, ensure_table, queue_depths
-from chromasync.seed import ReceiptSpec, seed_chroma, seed_table
+from chromasync.seed import ReceiptSpec, merchant_fields, seed_chroma, seed_table
 from chromasync.workers import WorkerProcess
 from producers.checkpoints import checkpoint_store_from_env
 from producers.config import Settings
+from producers.entities import image_pk, receipt_sk
 from producers.pipeline import StreamProcessor
 from producers.poller import StreamPoller
 from producers.publishing import Publisher
@@ -119,6 +122,42 @@ class Stack:
             return poller.poll_once() == 0 and self.queues_empty()
 
         wait_for(done, timeout, interval=0.2, what="stream and queues to drain")
+
+    def edit_merchants(self, receipts: list[ReceiptSpec], edition: int) -> None:
+        """Write edition ``edition`` of every receipt's merchant fields to the table."""
+        for index, spec in enumerate(receipts):
+            self.table.put_item(
+                Item={
+                    "PK": image_pk(spec.image_id),
+                    "SK": f"{receipt_sk(spec.receipt_id)}#METADATA",
+                    **merchant_fields(index, edition),
+                }
+            )
+
+    def at_edition(
+        self, receipts: list[ReceiptSpec], edition: int, collections: tuple[str, ...] = ()
+    ) -> bool:
+        """Every embedding of the receipts carries the merchant name of ``edition``."""
+        by_receipt = {(s.image_id, s.receipt_id): i for i, s in enumerate(receipts)}
+        for name in collections or (self.lines, self.words):
+            for meta in self.collection(name).get(include=["metadatas"])["metadatas"]:
+                index = by_receipt[(meta["image_id"], meta["receipt_id"])]
+                if meta.get("merchant_name") != merchant_fields(index, edition)["merchant_name"]:
+                    return False
+        return True
+
+    @contextmanager
+    def running(self, receipts: list[ReceiptSpec]) -> Iterator[StreamPoller]:
+        """Seed the receipts, start one worker per collection and the poller; stop them after."""
+        self.seed(receipts)
+        self.start_workers()
+        poller = self.poller()
+        thread, stop = run_poller_in_thread(poller)
+        try:
+            yield poller
+        finally:
+            stop.set()
+            thread.join(30)
 
     def stop(self) -> None:
         for worker in self.workers:

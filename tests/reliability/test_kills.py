@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from chromasync.local import ChromaServer, wait_for
-from chromasync.seed import demo_receipts, merchant_fields
-from producers.entities import image_pk, receipt_sk
+from chromasync.seed import demo_receipts
 from tasks.audit import read_audit
 from tests.stack import Stack
 from tests.test_worker_apply import batch, make_change
@@ -32,28 +31,6 @@ def fragile_env(stack_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
         }
     )
     return stack_env
-
-
-def _edit_all(stack: Stack, receipts, edition: int) -> None:
-    for index, spec in enumerate(receipts):
-        stack.table.put_item(
-            Item={
-                "PK": image_pk(spec.image_id),
-                "SK": f"{receipt_sk(spec.receipt_id)}#METADATA",
-                **merchant_fields(index, edition),
-            }
-        )
-
-
-def _at_edition(stack: Stack, receipts, edition: int) -> bool:
-    """Every word embedding carries its receipt's merchant fields of ``edition``."""
-    got = stack.collection(stack.words).get(include=["metadatas"])
-    by_receipt = {(s.image_id, s.receipt_id): i for i, s in enumerate(receipts)}
-    for meta in got["metadatas"]:
-        index = by_receipt[(meta["image_id"], meta["receipt_id"])]
-        if meta.get("merchant_name") != merchant_fields(index, edition)["merchant_name"]:
-            return False
-    return len(got["ids"]) == sum(s.lines * s.words_per_line for s in receipts)
 
 
 def _writes(audit: Path, pid: int | None = None) -> list[dict]:
@@ -83,7 +60,7 @@ def test_worker_killed_mid_batch_leaves_nothing_unapplied(
         receipts = demo_receipts(12, lines=3, words_per_line=6)
         stack.seed(receipts)
         worker = stack.start_worker(stack.words, name="doomed")
-        _edit_all(stack, receipts, 1)
+        stack.edit_merchants(receipts, 1)
         changes = [make_change("RECEIPT_METADATA", "MODIFY", s) for s in receipts]
         stack.send(batch(stack.words, *changes).to_payload(), stack.words)
         # Some writes happened (216 ids, 5 per call), the batch is not finished: kill.
@@ -92,11 +69,11 @@ def test_worker_killed_mid_batch_leaves_nothing_unapplied(
         worker.process.wait()
         written = len(_writes(audit))
         assert written < 216 / 5, "the batch finished before the kill; make it longer"
-        assert not _at_edition(stack, receipts, 1)  # half-applied right now
+        assert not stack.at_edition(receipts, 1, (stack.words,))  # half-applied right now
         stack.start_worker(stack.words, name="reborn")
 
         def converged() -> bool:
-            return stack.queues_empty() and _at_edition(stack, receipts, 1)
+            return stack.queues_empty() and stack.at_edition(receipts, 1, (stack.words,))
 
         wait_for(converged, 90, interval=1.0, what="the batch to come back and be applied")
         assert stack.queues_empty(include_dlq=True)
@@ -119,7 +96,7 @@ def test_worker_paused_past_its_lease_writes_nothing_when_resumed(
         receipts = demo_receipts(12, lines=3, words_per_line=6)
         stack.seed(receipts)
         first = stack.start_worker(stack.words, name="paused")
-        _edit_all(stack, receipts, 1)
+        stack.edit_merchants(receipts, 1)
         changes = [make_change("RECEIPT_METADATA", "MODIFY", s) for s in receipts]
         stack.send(batch(stack.words, *changes).to_payload(), stack.words)
         wait_for(lambda: len(_writes(audit)) >= 2, 60, interval=0.01, what="first writes")
@@ -129,7 +106,7 @@ def test_worker_paused_past_its_lease_writes_nothing_when_resumed(
         second = stack.start_worker(stack.words, name="successor")
         second_child = _pool_child(second)
         # The successor takes the lock once the paused lease expired, and works.
-        _edit_all(stack, receipts, 2)
+        stack.edit_merchants(receipts, 2)
         stack.send(batch(stack.words, *changes).to_payload(), stack.words)
         wait_for(
             lambda: len(_writes(audit, second_child)) > 0,
@@ -140,7 +117,7 @@ def test_worker_paused_past_its_lease_writes_nothing_when_resumed(
         os.killpg(first.process.pid, signal.SIGCONT)
         resumed_at = time.time()
         wait_for(
-            lambda: stack.queues_empty() and _at_edition(stack, receipts, 2),
+            lambda: stack.queues_empty() and stack.at_edition(receipts, 2, (stack.words,)),
             120,
             interval=1.0,
             what="everything applied",
