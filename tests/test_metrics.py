@@ -26,22 +26,9 @@ from chromasync.local import free_port, wait_for
 from chromasync.seed import ReceiptSpec, demo_receipts
 from producers.contract import Change, ChangeBatch
 from tasks.metrics import ShardMetrics
-from tests.servers import redis_url
 from tests.stack import Stack
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-@pytest.fixture
-def system(
-    stack_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Stack]:
-    """A stack whose metrics go to the tests' Redis db (flushed around each test), not db 0."""
-    stack_env["CHROMASYNC_METRICS_URL"] = redis_url()
-    monkeypatch.setenv("CHROMASYNC_METRICS_URL", redis_url())
-    stack = Stack(stack_env, tmp_path)
-    yield stack
-    stack.stop()
 
 
 def scrape(url: str) -> Samples:
@@ -65,11 +52,11 @@ def total(samples: Samples, name: str, **labels: str) -> float:
 
 
 @pytest.fixture
-def exporter(system: Stack) -> Iterator[str]:
+def exporter(stack: Stack) -> Iterator[str]:
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "chromasync.cli", "exporter", "--port", str(port)],
-        env=system.env,
+        env=stack.env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -108,8 +95,7 @@ def _change(entity: str, event: str, spec: ReceiptSpec, **keys: int) -> Change:
     )
 
 
-def test_exporter_serves_exact_counts_depths_and_histograms(system: Stack, exporter: str) -> None:
-    stack = system
+def test_exporter_serves_exact_counts_depths_and_histograms(stack: Stack, exporter: str) -> None:
     receipts = demo_receipts(2, lines=2, words_per_line=2)
     stack.seed(receipts)
     stack.start_workers()

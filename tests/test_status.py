@@ -4,10 +4,6 @@ and with its lock store unreachable."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from chromasync.local import free_port
 from chromasync.seed import demo_receipts
@@ -15,20 +11,7 @@ from tasks.deadletter import DeadLetter, DeadLetterQueues
 from tasks.locks import lock_backend_from_url
 from tasks.metrics import ShardMetrics
 from tasks.progress import progress_store_from_url
-from tests.servers import redis_url
 from tests.stack import Stack
-
-
-@pytest.fixture
-def system(
-    stack_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Stack]:
-    """A stack whose metrics go to the tests' Redis db (flushed around each test), not db 0."""
-    stack_env["CHROMASYNC_METRICS_URL"] = redis_url()
-    monkeypatch.setenv("CHROMASYNC_METRICS_URL", redis_url())
-    stack = Stack(stack_env, tmp_path)
-    yield stack
-    stack.stop()
 
 
 def row(output: str, *words: str) -> str:
@@ -38,8 +21,7 @@ def row(output: str, *words: str) -> str:
     return found[0]
 
 
-def test_status_shows_queues_dead_letters_locks_and_last_applied_batches(system: Stack) -> None:
-    stack = system
+def test_status_shows_queues_dead_letters_locks_and_last_applied_batches(stack: Stack) -> None:
     lines, words = stack.lines, stack.words
     stack.seed(demo_receipts(1, lines=2, words_per_line=2))
 
@@ -100,12 +82,12 @@ def test_status_shows_queues_dead_letters_locks_and_last_applied_batches(system:
     assert "caught up" in out  # the stream poller's shard
 
 
-def test_status_names_an_unreachable_lock_store_without_a_traceback(system: Stack) -> None:
+def test_status_names_an_unreachable_lock_store_without_a_traceback(stack: Stack) -> None:
     port = free_port()
-    system.env["CHROMASYNC_LOCK_URL"] = f"redis://127.0.0.1:{port}/0"
-    done = system.cli("status")
+    stack.env["CHROMASYNC_LOCK_URL"] = f"redis://127.0.0.1:{port}/0"
+    done = stack.cli("status")
     assert done.returncode == 3, done.stdout + done.stderr
     assert f"UNREACHABLE  Redis lock store at redis://127.0.0.1:{port}/0" in done.stdout
     assert "Traceback" not in done.stdout + done.stderr
     # The parts that answered are still shown.
-    assert system.settings.sqs_queue_name(system.words) in done.stdout
+    assert stack.settings.sqs_queue_name(stack.words) in done.stdout
