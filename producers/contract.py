@@ -41,12 +41,18 @@ EventName = Literal["INSERT", "MODIFY", "REMOVE"]
 SequenceNumber = Annotated[str, StringConstraints(pattern=r"^\d{1,40}$")]
 
 
+#: Types :func:`json_safe` returns unchanged (exact types: the fast path).
+_PLAIN = frozenset({str, int, float, bool})
+
+
 def json_safe(value: Any) -> Any:
     """Turn a decoded DynamoDB value into JSON without losing exactness.
 
     Integral Decimals become ints, other Decimals their exact decimal string,
     sets sorted lists, bytes base64 text.
     """
+    if value is None or type(value) in _PLAIN:  # most values: returned as they are
+        return value
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else str(value)
     if isinstance(value, bytes):

@@ -39,6 +39,9 @@ class Routed:
 
     collection: str
     change: Change
+    #: The change's serialised size, when the caller already measured it (see
+    #: :func:`sized`); measuring means serialising, so it is done once per change.
+    size: int | None = None
 
 
 def _size(change: Change) -> int:
@@ -56,19 +59,27 @@ def shrink(change: Change) -> Change:
     A DynamoDB item may hold 400 KB, so a MODIFY of a long ``reasoning`` can
     need both steps.
     """
-    if _size(change) <= MAX_PAYLOAD_BYTES:
-        return change
+    return sized(change)[0]
+
+
+def sized(change: Change) -> tuple[Change, int]:
+    """:func:`shrink`, and the serialised size of what it returns."""
+    size = _size(change)
+    if size <= MAX_PAYLOAD_BYTES:
+        return change, size
     smaller = change.model_copy(update={"new_image": None})
-    if _size(smaller) <= MAX_PAYLOAD_BYTES:
-        return smaller
+    size = _size(smaller)
+    if size <= MAX_PAYLOAD_BYTES:
+        return smaller, size
     names_only = {name: FieldChange() for name in change.changes}
     smallest = smaller.model_copy(update={"changes": names_only})
-    if _size(smallest) > MAX_PAYLOAD_BYTES:
+    size = _size(smallest)
+    if size > MAX_PAYLOAD_BYTES:
         raise ChangeTooLarge(
-            f"change {change.event_id} ({change.entity_type.value}) is {_size(smallest)} bytes "
+            f"change {change.event_id} ({change.entity_type.value}) is {size} bytes "
             f"even without its image and values; the limit is {MAX_PAYLOAD_BYTES}"
         )
-    return smallest
+    return smallest, size
 
 
 def receipt_group(change: Change) -> str:
@@ -94,17 +105,18 @@ def pack(
     With ``per_receipt`` (FIFO queues, one message group per receipt) a batch
     holds the changes of one receipt only, so its group id is exact.
     """
-    groups: dict[tuple[str, str], list[Change]] = {}
+    groups: dict[tuple[str, str], list[tuple[Change, int]]] = {}
     for item in routed:
         key = (item.collection, receipt_group(item.change) if per_receipt else "")
-        groups.setdefault(key, []).append(shrink(item.change))
+        fitted = sized(item.change) if item.size is None else (item.change, item.size)
+        groups.setdefault(key, []).append(fitted)
     batches: list[ChangeBatch] = []
     envelope = 512  # the batch's own fields, generously
     for (collection, _group), changes in groups.items():
         current: list[Change] = []
         size = envelope
-        for change in changes:
-            change_size = _size(change) + 2  # ", " between changes
+        for change, measured in changes:
+            change_size = measured + 2  # ", " between changes
             if current and (len(current) >= max_changes or size + change_size > MAX_PAYLOAD_BYTES):
                 batches.append(
                     ChangeBatch(collection=collection, changes=current, producer=producer)

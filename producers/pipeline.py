@@ -20,7 +20,7 @@ from producers.changes import Detected, Ignored, detect
 from producers.config import Settings
 from producers.decoding import MalformedRecord, decode_record
 from producers.entities import CollectionRole
-from producers.packing import ChangeTooLarge, Routed, pack, shrink
+from producers.packing import ChangeTooLarge, Routed, pack, sized
 from producers.publishing import Published, Publisher, PublishError
 from producers.quarantine import Quarantine
 
@@ -105,10 +105,12 @@ class StreamProcessor:
         for index, raw in enumerate(raw_records):
             seq = _sequence_of(raw)
             report.sequence_numbers.append(seq)
+            size: int | None = None
             try:
                 outcome = detect(decode_record(raw), self.settings)
                 if isinstance(outcome, Detected):
-                    outcome = Detected(shrink(outcome.change), outcome.roles)
+                    fitted, size = sized(outcome.change)
+                    outcome = Detected(fitted, outcome.roles)
             except (MalformedRecord, ChangeTooLarge) as exc:
                 report.malformed.append(RejectedRecord(index, seq, str(exc)))
                 log.error(
@@ -125,7 +127,7 @@ class StreamProcessor:
             assert isinstance(outcome, Detected)
             report.changes += 1
             for role in outcome.roles:
-                routed.append(Routed(collection_for(self.settings, role), outcome.change))
+                routed.append(Routed(collection_for(self.settings, role), outcome.change, size))
                 origin.append(index)
         unsaved = self._quarantine(raw_records, report)
         batches = pack(routed, self.settings.max_changes_per_task, per_receipt=self.settings.fifo)

@@ -6,6 +6,12 @@ the same embedding are merged, so several changes to one id become one write.
 Every planned write remembers which changes asked for it, so a write that
 cannot happen (its embedding does not exist yet) sends exactly those changes
 back for a retry.
+
+Each entity type also says, in :data:`READS`, which part of its receipt its
+effect looks at (the whole receipt, its own item, or a word's or a line's
+labels), so the worker reads only that (:func:`read_scopes`,
+:meth:`tasks.sources.TableReader.read`). A new entity type needs an entry in
+both tables; one missing from :data:`READS` reads the whole receipt.
 """
 
 from __future__ import annotations
@@ -15,7 +21,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from producers.contract import Change
-from producers.entities import CollectionRole, EntityType, line_embedding_id, word_embedding_id
+from producers.entities import (
+    CollectionRole,
+    EntityType,
+    line_embedding_id,
+    line_sk,
+    receipt_sk,
+    word_embedding_id,
+    word_sk,
+)
 from tasks.projection import (
     Metadata,
     expected_embeddings,
@@ -23,7 +37,7 @@ from tasks.projection import (
     merchant_patch,
     text_patch,
 )
-from tasks.sources import ReceiptKey, ReceiptState
+from tasks.sources import WHOLE_RECEIPT, ReadScope, ReceiptKey, ReceiptState
 
 
 @dataclass
@@ -121,6 +135,36 @@ def _run_effect(plan: WritePlan, change: Change, state: ReceiptState, index: int
 
 
 Effect = Callable[[WritePlan, Change, ReceiptState, int], None]
+#: What of its receipt a change's effect reads, for one collection.
+Reads = Callable[[Change, CollectionRole], ReadScope]
+
+
+def _own_item(change: Change, role: CollectionRole) -> ReadScope:
+    """A line's, a word's or a receipt's own item (all its effect looks at)."""
+    k = change.keys
+    if change.entity_type is EntityType.RECEIPT_LINE:
+        assert k.line_id is not None
+        return ReadScope(items=frozenset({line_sk(k.receipt_id, k.line_id)}))
+    if change.entity_type is EntityType.RECEIPT_WORD:
+        assert k.line_id is not None and k.word_id is not None
+        return ReadScope(items=frozenset({word_sk(k.receipt_id, k.line_id, k.word_id)}))
+    return ReadScope(items=frozenset({receipt_sk(k.receipt_id)}))
+
+
+def _label_reads(change: Change, role: CollectionRole) -> ReadScope:
+    """Every label of the word (words), or of every word of the line (lines)."""
+    k = change.keys
+    assert k.line_id is not None and k.word_id is not None
+    if role is CollectionRole.WORDS:
+        prefix = f"{word_sk(k.receipt_id, k.line_id, k.word_id)}#LABEL#"
+    else:
+        prefix = f"{line_sk(k.receipt_id, k.line_id)}#WORD#"
+    return ReadScope(labels=frozenset({prefix}))
+
+
+def _whole(change: Change, role: CollectionRole) -> ReadScope:
+    return WHOLE_RECEIPT
+
 
 #: What each entity's change does to a collection; one entry per entity type.
 EFFECTS: dict[EntityType, Effect] = {
@@ -131,6 +175,27 @@ EFFECTS: dict[EntityType, Effect] = {
     EntityType.RECEIPT: _receipt_effect,
     EntityType.COMPACTION_RUN: _run_effect,
 }
+
+
+#: What each entity's effect reads of its receipt; one entry per entity type.
+READS: dict[EntityType, Reads] = {
+    EntityType.RECEIPT_METADATA: _whole,
+    EntityType.RECEIPT_WORD_LABEL: _label_reads,
+    EntityType.RECEIPT_LINE: _own_item,
+    EntityType.RECEIPT_WORD: _own_item,
+    EntityType.RECEIPT: _own_item,
+    EntityType.COMPACTION_RUN: _whole,
+}
+
+
+def read_scopes(role: CollectionRole, changes: list[Change]) -> dict[ReceiptKey, ReadScope]:
+    """Per receipt, what the batch's effects read of it (the whole receipt when any needs it)."""
+    scopes: dict[ReceiptKey, ReadScope] = {}
+    for change in changes:
+        scope = READS.get(change.entity_type, _whole)(change, role)
+        key = change.receipt_key
+        scopes[key] = scopes[key] | scope if key in scopes else scope
+    return scopes
 
 
 def build_plan(

@@ -24,7 +24,7 @@ from tasks.errors import is_transient
 from tasks.lease import HeldLease
 from tasks.locks import lock_backend_from_url
 from tasks.locks.backend import LockBackend
-from tasks.plan import build_plan
+from tasks.plan import build_plan, read_scopes
 from tasks.sources import TableReader
 from tasks.writer import ChromaWriter, DeltaMerger, WriteResult
 
@@ -99,7 +99,7 @@ class WorkerRuntime:
         outcome: BatchOutcome,
         offset: list[int],
     ) -> None:
-        states = self.reader.receipts([c.receipt_key for c in changes])
+        states = self.reader.read(read_scopes(role, changes))
         plan = build_plan(collection, role, changes, states)
 
         def journal(kind: str, count: int, start: float, end: float) -> None:

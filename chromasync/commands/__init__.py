@@ -14,4 +14,5 @@ COMMANDS = (
     "snapshot",
     "exporter",
     "flower",
+    "bench",
 )

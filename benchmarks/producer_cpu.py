@@ -1,0 +1,148 @@
+"""The producer alone, CPU only: decode, diff, route, pack, in records per second.
+
+Both loops run over the same records, read back from the run's own stream
+(GetRecords output, as the poller receives them), in this process, with no I/O:
+
+* the bare loop: boto3's ``TypeDeserializer`` over each record's ``Keys``,
+  ``NewImage`` and ``OldImage``, nothing else — the least any producer must do;
+* chromasync: :class:`~producers.pipeline.StreamProcessor` on pages of 1,000
+  records (what the poller hands it), with a publisher that builds each task's
+  payload (``ChangeBatch.to_payload``) and sends nothing.
+
+Each loop runs ``repeats`` times, interleaved; the fastest run of each counts
+(the least disturbed by the rest of the machine).
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from producers.config import Settings
+from producers.contract import ChangeBatch
+from producers.pipeline import StreamProcessor
+from producers.publishing import Published, Publisher
+
+#: Records per ``process`` call, as the poller reads them (GetRecords' maximum).
+PAGE = 1000
+
+
+class NullPublisher(Publisher):
+    """Builds the payload a real publish sends, and sends nothing."""
+
+    def __init__(self, settings: Settings) -> None:  # no Celery app, no broker
+        self.settings = settings
+        self.payloads = 0
+
+    def publish(self, batch: ChangeBatch) -> Published:
+        batch.to_payload()
+        self.payloads += 1
+        return Published(
+            batch.batch_id,
+            batch.collection,
+            self.settings.queue_for(batch.collection),
+            len(batch.changes),
+        )
+
+
+@dataclass(frozen=True)
+class ProducerCpuResult:
+    records: int
+    changes: int
+    tasks: int
+    repeats: int
+    bare_seconds: float
+    producer_seconds: float
+
+    @property
+    def bare_records_per_second(self) -> float:
+        return self.records / self.bare_seconds
+
+    @property
+    def producer_records_per_second(self) -> float:
+        return self.records / self.producer_seconds
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **asdict(self),
+            "bare_records_per_second": self.bare_records_per_second,
+            "producer_records_per_second": self.producer_records_per_second,
+        }
+
+
+def capture_records(
+    streams: Any, stream_arn: str, limit: int, after: str | None = None
+) -> list[dict[str, Any]]:
+    """Up to ``limit`` records of the stream, as GetRecords returns them.
+
+    From the shard's start, or from just after sequence number ``after`` (the
+    benchmark's workloads, not the seeded inserts).
+    """
+    records: list[dict[str, Any]] = []
+    shards = streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]
+    for shard in shards:
+        position: dict[str, str] = {"ShardIteratorType": "TRIM_HORIZON"}
+        if after is not None:
+            position = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": after}
+        iterator = streams.get_shard_iterator(
+            StreamArn=stream_arn, ShardId=shard["ShardId"], **position
+        )["ShardIterator"]
+        while iterator and len(records) < limit:
+            want = min(1000, limit - len(records))
+            page = streams.get_records(ShardIterator=iterator, Limit=want)
+            if not page["Records"]:
+                break
+            records.extend(page["Records"])
+            iterator = page.get("NextShardIterator")
+    return records
+
+
+def bare_loop(records: Sequence[dict[str, Any]]) -> int:
+    """boto3's TypeDeserializer over every record's keys and images."""
+    from boto3.dynamodb.types import TypeDeserializer
+
+    deserializer = TypeDeserializer()
+    decoded = 0
+    for record in records:
+        body = record["dynamodb"]
+        for part in ("Keys", "NewImage", "OldImage"):
+            image = body.get(part)
+            if image is not None:
+                {k: deserializer.deserialize(v) for k, v in image.items()}
+                decoded += 1
+    return decoded
+
+
+def _timed(run: Callable[[], Any]) -> float:
+    gc.collect()
+    began = time.perf_counter()
+    run()
+    return time.perf_counter() - began
+
+
+def measure_producer(
+    settings: Settings, records: Sequence[dict[str, Any]], repeats: int = 3
+) -> ProducerCpuResult:
+    if not records:
+        raise ValueError("no stream records to run the producer over")
+    processor = StreamProcessor(settings, NullPublisher(settings))
+    pages = [records[i : i + PAGE] for i in range(0, len(records), PAGE)]
+    changes = tasks = 0
+
+    def produce() -> None:
+        nonlocal changes, tasks
+        changes = tasks = 0
+        for page in pages:
+            report = processor.process(page)
+            changes += report.changes
+            tasks += report.tasks_sent
+
+    bare: list[float] = []
+    produced: list[float] = []
+    for _ in range(repeats):
+        bare.append(_timed(lambda: bare_loop(records)))
+        produced.append(_timed(produce))
+    return ProducerCpuResult(len(records), changes, tasks, repeats, min(bare), min(produced))

@@ -1,0 +1,258 @@
+"""The benchmark's results: ratios, targets, the printed table, JSON and the PNG chart.
+
+Targets are judged on ratios measured in the same run (see the issue): absolute
+rates on a shared 2-core machine move from run to run, ratios much less.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: Section names every report's JSON holds (the smoke test checks them).
+SECTIONS = (
+    "machine",
+    "moto",
+    "sink",
+    "chromasync_single",
+    "chromasync_mix",
+    "per_message",
+    "lag",
+    "producer_cpu",
+    "ratios",
+    "targets",
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    value: float
+    threshold: float
+    #: True: the value must be at least the threshold; False: at most.
+    at_least: bool = True
+    unit: str = "x"
+
+    @property
+    def met(self) -> bool:
+        if math.isnan(self.value):
+            return False
+        return self.value >= self.threshold if self.at_least else self.value <= self.threshold
+
+    def to_json(self) -> dict[str, Any]:
+        sign = ">=" if self.at_least else "<="
+        return {
+            "name": self.name,
+            "value": self.value,
+            "target": f"{sign} {self.threshold:g}{self.unit}",
+            "met": self.met,
+        }
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else math.nan
+
+
+@dataclass
+class BenchReport:
+    profile: str
+    command: str
+    machine: dict[str, Any]
+    sections: dict[str, Any] = field(default_factory=dict)
+
+    # -- derived ---------------------------------------------------------------------------
+
+    def ratios(self) -> dict[str, float]:
+        s = self.sections
+        sink = s["sink"]["embeddings_per_second"]
+        single = s["chromasync_single"]
+        mix = s["chromasync_mix"]
+        per_message = s["per_message"]
+        cpu = s["producer_cpu"]
+        return {
+            "single_vs_per_message_changes": _ratio(
+                single["changes_per_second"], per_message["changes_per_second"]
+            ),
+            "single_vs_sink_embeddings": _ratio(single["embeddings_per_second"], sink),
+            "mix_vs_sink_embeddings": _ratio(mix["embeddings_per_second"], sink),
+            "per_message_vs_sink_embeddings": _ratio(per_message["embeddings_per_second"], sink),
+            "producer_vs_bare_deserializer": _ratio(
+                cpu["producer_records_per_second"], cpu["bare_records_per_second"]
+            ),
+        }
+
+    def targets(self) -> list[Target]:
+        r = self.ratios()
+        lag50 = next((x for x in self.sections["lag"] if x["offered_rate"] == 50), None)
+        p99 = lag50["p99"] if lag50 and not lag50["unseen"] else math.nan
+        return [
+            Target(
+                "single-embedding: chromasync / per-message (changes/s)",
+                r["single_vs_per_message_changes"],
+                20,
+            ),
+            Target(
+                "single-embedding: chromasync / sink limit (embeddings/s)",
+                r["single_vs_sink_embeddings"],
+                0.5,
+            ),
+            Target(
+                "realistic mix: chromasync / sink limit (embeddings/s)",
+                r["mix_vs_sink_embeddings"],
+                0.5,
+            ),
+            Target("end-to-end lag p99 at 50 changes/s", p99, 1.0, at_least=False, unit=" s"),
+            Target(
+                "producer / bare TypeDeserializer loop (records/s)",
+                r["producer_vs_bare_deserializer"],
+                0.5,
+            ),
+        ]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "profile": self.profile,
+            "command": self.command,
+            **self.sections,
+            "machine": self.machine,
+            "ratios": self.ratios(),
+            "targets": [t.to_json() for t in self.targets()],
+        }
+
+    def write_json(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_json(), indent=2, default=str) + "\n")
+
+    # -- the table -------------------------------------------------------------------------
+
+    def render(self) -> str:
+        s = self.sections
+        sink, single, mix, pm = (
+            s["sink"],
+            s["chromasync_single"],
+            s["chromasync_mix"],
+            s["per_message"],
+        )
+        cpu = s["producer_cpu"]
+        m = self.machine
+        out = [
+            f"chromasync bench ({self.profile}) — {m['nproc']} cores, Python {m['python']}, "
+            f"moto {m['moto']}, "
+            f"chromadb {m['chromadb']}, celery {m['celery']}",
+            "",
+            f"{'workload / design':<44}{'changes':>9}{'seconds':>9}{'changes/s':>11}"
+            f"{'embeddings/s':>14}",
+            f"{'sink limit (raw Chroma update, 1,000 ids/call)':<44}{'':>9}"
+            f"{sink['seconds']:>9.2f}{'':>11}{sink['embeddings_per_second']:>14,.0f}",
+            f"{'sink, 1 id per call':<44}{'':>9}{sink['single_id_seconds']:>9.2f}{'':>11}"
+            f"{sink['single_id_per_second']:>14,.0f}",
+        ]
+        for label, row in (
+            ("per-message baseline, single-embedding", pm),
+            ("chromasync, single-embedding", single),
+            ("chromasync, realistic mix", mix),
+        ):
+            out.append(
+                f"{label:<44}{row['changes']:>9,}{row['seconds']:>9.2f}"
+                f"{row['changes_per_second']:>11,.1f}{row['embeddings_per_second']:>14,.0f}"
+            )
+        out += [
+            "",
+            f"{'end-to-end lag (write → visible)':<44}{'p50':>8}{'p95':>8}{'p99':>8}"
+            f"{'max':>8}{'samples':>9}{'achieved/s':>12}",
+        ]
+        for lag in s["lag"]:
+            knobs = f" [{lag['knobs']['label']}]" if lag["knobs"].get("label") else ""
+            label = f"at {lag['offered_rate']:g} changes/s{knobs}"
+            unseen = f"  ({lag['unseen']} unseen)" if lag["unseen"] else ""
+            out.append(
+                f"{label:<44}{lag['p50']:>8.3f}{lag['p95']:>8.3f}{lag['p99']:>8.3f}"
+                f"{lag['max']:>8.3f}{lag['samples']:>9}{lag['achieved_rate']:>12.1f}{unseen}"
+            )
+        records = f"{cpu['records']:,} stream records"
+        out += [
+            "",
+            f"{'producer, CPU only (records/s)':<44}{'bare loop':>12}{'chromasync':>12}",
+            f"{records:<44}{cpu['bare_records_per_second']:>12,.0f}"
+            f"{cpu['producer_records_per_second']:>12,.0f}",
+        ]
+        moto = s["moto"]
+        out += [
+            "",
+            "moto, per call (this run's server): "
+            + ", ".join(f"{k} {v:.1f} ms" for k, v in moto["ms"].items()),
+            "",
+            "ratios and targets",
+        ]
+        for t in self.targets():
+            sign = ">=" if t.at_least else "<="
+            value = "n/a" if math.isnan(t.value) else f"{t.value:.2f}{t.unit}"
+            out.append(
+                f"  {'MET ' if t.met else 'MISS'}  {t.name:<58}{value:>10}  "
+                f"(target {sign} {t.threshold:g}{t.unit})"
+            )
+        return "\n".join(out)
+
+    # -- the chart -------------------------------------------------------------------------
+
+    def chart(self, path: Path) -> bool:
+        """Write the PNG chart; False (and nothing written) when matplotlib is missing."""
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            return False
+        s = self.sections
+        fig, axes = plt.subplots(1, 4, figsize=(17, 4.2))
+        bars = [
+            ("sink\nlimit", s["sink"]["embeddings_per_second"], "#777777"),
+            ("per-message\nsingle", s["per_message"]["embeddings_per_second"], "#c44e52"),
+            ("chromasync\nsingle", s["chromasync_single"]["embeddings_per_second"], "#4c72b0"),
+            ("chromasync\nmix", s["chromasync_mix"]["embeddings_per_second"], "#55a868"),
+        ]
+        ax = axes[0]
+        ax.bar([b[0] for b in bars], [b[1] for b in bars], color=[b[2] for b in bars])
+        ax.set_title("embeddings updated per second")
+        ax = axes[1]
+        pm = s["per_message"]["changes_per_second"]
+        cs = s["chromasync_single"]["changes_per_second"]
+        ax.bar(["per-message", "chromasync"], [pm, cs], color=["#c44e52", "#4c72b0"])
+        ax.set_title(f"single-embedding changes/s ({_ratio(cs, pm):.1f}x)")
+        ax = axes[2]
+        lags = s["lag"]
+        xs = range(len(lags))
+        width = 0.27
+        for offset, key in ((-width, "p50"), (0.0, "p95"), (width, "p99")):
+            ax.bar([x + offset for x in xs], [lag[key] for lag in lags], width, label=key)
+        ax.set_xticks(list(xs))
+        ax.set_xticklabels(
+            [f"{lag['offered_rate']:g}/s\n{lag['knobs'].get('label', '')}" for lag in lags],
+            fontsize=8,
+        )
+        ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
+        ax.set_title("end-to-end lag, seconds")
+        ax.legend(fontsize=8)
+        ax = axes[3]
+        cpu = s["producer_cpu"]
+        ax.bar(
+            ["bare\nTypeDeserializer", "chromasync\nproducer"],
+            [cpu["bare_records_per_second"], cpu["producer_records_per_second"]],
+            color=["#777777", "#4c72b0"],
+        )
+        ax.set_title("producer, CPU only: records/s")
+        m = self.machine
+        fig.suptitle(
+            f"chromasync bench ({self.profile}): {m['nproc']} cores, Python {m['python']}, "
+            f"moto {m['moto']}, chromadb {m['chromadb']}",
+            fontsize=10,
+        )
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return True
