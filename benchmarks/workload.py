@@ -15,10 +15,9 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any, Literal
 
-from chromasync.seed import ReceiptSpec, merchant_fields
+from chromasync.seed import ReceiptSpec, merchant_fields, text_item
 from producers.entities import (
     image_pk,
     line_embedding_id,
@@ -98,25 +97,6 @@ def bench_receipts(count: int, first: int = 0) -> list[ReceiptSpec]:
 
 def embeddings_of(spec: ReceiptSpec) -> int:
     return spec.lines + spec.lines * spec.words_per_line
-
-
-def text_item(pk: str, sk: str, text: str, kind: str) -> dict[str, Any]:
-    """A line or word item shaped like the seeded ones (chromasync.seed), with new text."""
-    return {
-        "PK": pk,
-        "SK": sk,
-        "TYPE": kind,
-        "text": text,
-        "confidence": Decimal("0.97"),
-        "bounding_box": {
-            "x": Decimal("0.1"),
-            "y": Decimal("0.2"),
-            "width": Decimal("0.3"),
-            "height": Decimal("0.04"),
-        },
-        "embedding_status": "SUCCESS",
-        "is_noise": False,
-    }
 
 
 @dataclass

@@ -15,8 +15,6 @@ from producers.config import Settings
 
 #: Receives of one message before SQS moves it to the dead-letter queue.
 MAX_RECEIVE_COUNT = 10
-#: Seconds a received message stays invisible; longer than any batch takes.
-VISIBILITY_TIMEOUT = 300
 #: Largest task message, bytes: the 256 KiB the producer packs for
 #: (producers.packing). SQS and moto now default to 1 MiB; setting it on the
 #: queue makes a message over our limit fail loudly, locally too.

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
+from producers.entities import REGISTRY
+
 #: Default DynamoDB table holding the receipt entities.
 DEFAULT_TABLE = "ReceiptsTable"
 #: Prefix put in front of every SQS queue name (``chromasync-lines``...).
@@ -25,6 +27,9 @@ DEFAULT_QUEUE_PREFIX = "chromasync-"
 DEFAULT_COLLECTIONS = ("lines", "words")
 #: Default region for every AWS client; moto accepts any.
 DEFAULT_REGION = "us-east-1"
+#: Seconds a received task stays hidden from other workers (a queue attribute,
+#: set by ``chromasync provision``); longer than any batch takes.
+DEFAULT_VISIBILITY_TIMEOUT = 300
 #: Most changes packed into one task message.
 DEFAULT_MAX_CHANGES_PER_TASK = 500
 
@@ -140,7 +145,7 @@ class Settings:
     fifo: bool
     max_changes_per_task: int
     #: Seconds a received task stays invisible to other workers (queue attribute).
-    visibility_timeout: int = 300
+    visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT
     enabled_entities: Mapping[str, bool] = field(default_factory=dict)
 
     @classmethod
@@ -171,21 +176,13 @@ class Settings:
             queue_prefix=queue_prefix,
             collections=collections,
             fifo=env_bool(env, "CHROMASYNC_FIFO", False),
-            visibility_timeout=env_int(env, "CHROMASYNC_VISIBILITY_TIMEOUT", 300, minimum=1),
+            visibility_timeout=env_int(
+                env, "CHROMASYNC_VISIBILITY_TIMEOUT", DEFAULT_VISIBILITY_TIMEOUT, minimum=1
+            ),
             max_changes_per_task=env_int(
                 env, "CHROMASYNC_MAX_CHANGES_PER_TASK", DEFAULT_MAX_CHANGES_PER_TASK, minimum=1
             ),
-            enabled_entities={
-                flag: env_bool(env, flag, True)
-                for flag in (
-                    "ENABLE_METADATA_UPDATES",
-                    "ENABLE_LABEL_UPDATES",
-                    "ENABLE_LINE_UPDATES",
-                    "ENABLE_WORD_UPDATES",
-                    "ENABLE_RECEIPT_DELETES",
-                    "ENABLE_COMPACTION_RUNS",
-                )
-            },
+            enabled_entities={spec.flag: env_bool(env, spec.flag, True) for spec in REGISTRY},
         )
 
     @property

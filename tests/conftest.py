@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from producers.entities import REGISTRY
 from tests.servers import MotoServer, redis_url
 from tests.stack import Stack
 
@@ -96,12 +97,7 @@ PRODUCER_VARIABLES = (
     "CHROMASYNC_FIFO",
     "CHROMASYNC_COLLECTIONS",
     "CHROMASYNC_MAX_CHANGES_PER_TASK",
-    "ENABLE_METADATA_UPDATES",
-    "ENABLE_LABEL_UPDATES",
-    "ENABLE_LINE_UPDATES",
-    "ENABLE_WORD_UPDATES",
-    "ENABLE_RECEIPT_DELETES",
-    "ENABLE_COMPACTION_RUNS",
+    *(spec.flag for spec in REGISTRY),
 )
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import redis
 
-from chromasync.local import free_port, redis_answers, wait_for
+from chromasync.local import RedisServer, free_port, wait_for
 from chromasync.seed import ReceiptSpec, demo_receipts
 from chromasync.workers import WorkerProcess
 from producers.contract import APPLY_TASK_NAME
@@ -204,31 +204,15 @@ def test_workers_apply_tasks_and_stop_while_the_events_channel_is_down(
     stack_env: dict[str, str], tmp_path: Path
 ) -> None:
     """Events are best effort: a Redis that dies, or is not there, never holds tasks up."""
-    port = free_port()
-    events = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    env = {**stack_env, "CHROMASYNC_EVENTS_URL": f"redis://127.0.0.1:{port}/0"}
+    events = RedisServer.start(tmp_path)
+    env = {**stack_env, "CHROMASYNC_EVENTS_URL": events.url}
     stack = Stack(env, tmp_path)
     try:
-        wait_for(lambda: redis_answers(env["CHROMASYNC_EVENTS_URL"]), 10, what="redis-server")
         (spec,) = demo_receipts(1, lines=1, words_per_line=2)
         stack.seed([spec])
         words = stack.start_worker(stack.words)
         assert "worker events go to" in words.log_tail(200)
-        events.terminate()
-        events.wait()
+        events.stop()
         # A worker started without it: one warning, events off, tasks applied. Its
         # start (seconds) also lets the first worker's 2 s heartbeat meet the dead Redis.
         lines = stack.start_worker(stack.lines)
@@ -242,5 +226,4 @@ def test_workers_apply_tasks_and_stop_while_the_events_channel_is_down(
         assert time.monotonic() - started < 10
     finally:
         stack.stop()
-        events.terminate()
-        events.wait()
+        events.stop()
