@@ -30,7 +30,7 @@ from enum import StrEnum
 from typing import Any
 
 from producers.config import Settings
-from producers.contract import Change, FieldChange, json_safe
+from producers.contract import Change, json_safe
 from producers.decoding import MalformedRecord, StreamRecord
 from producers.entities import CollectionRole, recognise, resembles
 
@@ -63,18 +63,16 @@ def _key_string(keys: dict[str, Any], name: str) -> str:
     return value
 
 
-def field_changes(
-    fields: tuple[str, ...], old: dict[str, Any] | None, new: dict[str, Any] | None
-) -> dict[str, FieldChange]:
-    """Monitored fields whose value differs between the two images."""
-    old = old or {}
-    new = new or {}
-    out: dict[str, FieldChange] = {}
-    for name in fields:
-        before, after = old.get(name), new.get(name)
-        if before != after or (name in old) != (name in new):
-            out[name] = FieldChange(old=json_safe(before), new=json_safe(after))
-    return out
+def field_changes(record: StreamRecord, fields: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """Monitored fields whose value differs between the record's two images.
+
+    As plain ``{"old": .., "new": ..}`` maps: :class:`Change` makes its
+    :class:`FieldChange` models from them in the same validation call.
+    """
+    return {
+        name: {"old": json_safe(before), "new": json_safe(after)}
+        for name, (before, after) in record.changed_fields(fields).items()
+    }
 
 
 def detect(record: StreamRecord, settings: Settings) -> Detected | Ignored:
@@ -102,9 +100,9 @@ def detect(record: StreamRecord, settings: Settings) -> Detected | Ignored:
     if not spec.monitored_fields:
         if record.event_name not in spec.events_without_fields:
             return Ignored.EVENT_NOT_RELEVANT
-        changes: dict[str, FieldChange] = {}
+        changes: dict[str, dict[str, Any]] = {}
     else:
-        changes = field_changes(spec.monitored_fields, record.old_image, record.new_image)
+        changes = field_changes(record, spec.monitored_fields)
         if record.event_name == "MODIFY" and not changes:
             return Ignored.NO_MONITORED_CHANGE
     try:
@@ -112,11 +110,10 @@ def detect(record: StreamRecord, settings: Settings) -> Detected | Ignored:
             entity_type=spec.entity_type,
             event_name=record.event_name,  # type: ignore[arg-type]
             keys=recognised.keys,  # type: ignore[arg-type]
-            changes=changes,
+            changes=changes,  # type: ignore[arg-type]
             sequence_number=record.sequence_number,
             event_id=record.event_id,
             approximate_creation_time=record.approximate_creation_time,
-            new_image=json_safe(record.new_image) if record.new_image is not None else None,
         )
     except ValueError as exc:
         raise MalformedRecord(f"{spec.entity_type.value} record {sk!r}: {exc}") from exc

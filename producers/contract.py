@@ -25,6 +25,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
     StringConstraints,
     ValidationError,
     model_validator,
@@ -95,6 +96,12 @@ REQUIRED_KEYS: dict[EntityType, tuple[str, ...]] = {
 }
 
 
+#: Monitored fields of each entity type, as sets (checked for every change).
+_MONITORED: dict[EntityType, frozenset[str]] = {
+    entity: frozenset(spec.monitored_fields) for entity, spec in SPECS_BY_TYPE.items()
+}
+
+
 class Change(BaseModel):
     """One entity change taken from one stream record."""
 
@@ -107,20 +114,30 @@ class Change(BaseModel):
     sequence_number: SequenceNumber
     event_id: Annotated[str, StringConstraints(min_length=1, max_length=256)]
     approximate_creation_time: float | None = None
+    #: Informational only: the worker applies the table's current state, never an
+    #: image. chromasync's producers leave it out (it was most of a change's bytes
+    #: and of the producer's time); other services may still send it.
     new_image: dict[str, Any] | None = None
 
-    @model_validator(mode="after")
-    def _keys_fit_entity(self) -> Change:
-        missing = [k for k in REQUIRED_KEYS[self.entity_type] if getattr(self.keys, k) is None]
-        if missing:
-            raise ValueError(f"{self.entity_type.value} change is missing keys: {missing}")
-        monitored = set(SPECS_BY_TYPE[self.entity_type].monitored_fields)
-        unknown = sorted(set(self.changes) - monitored)
-        if unknown:
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keys_fit_entity(cls, data: Any, handler: ModelWrapValidatorHandler[Change]) -> Change:
+        # An instance was checked when it was made (the models are frozen); pydantic
+        # would run an "after" validator again for every batch that holds it.
+        if isinstance(data, cls):
+            return data
+        change = handler(data)
+        entity = change.entity_type
+        keys = change.keys
+        if not all(getattr(keys, k) is not None for k in REQUIRED_KEYS[entity]):
+            missing = [k for k in REQUIRED_KEYS[entity] if getattr(keys, k) is None]
+            raise ValueError(f"{entity.value} change is missing keys: {missing}")
+        if change.changes and not change.changes.keys() <= _MONITORED[entity]:
+            unknown = sorted(change.changes.keys() - _MONITORED[entity])
             raise ValueError(
-                f"{self.entity_type.value} change names fields that are not monitored: {unknown}"
+                f"{entity.value} change names fields that are not monitored: {unknown}"
             )
-        return self
+        return change
 
     @property
     def sequence_int(self) -> int:

@@ -144,3 +144,46 @@ def test_malformed_records_are_refused_with_a_reason(mutate, message) -> None:
 def test_non_object_record() -> None:
     with pytest.raises(MalformedRecord, match="must be an object"):
         decode_record(["not", "a", "record"])
+
+
+def _modify(old: dict, new: dict) -> dict:
+    raw = lambda_record(OldImage=old, NewImage=new)
+    raw["eventName"] = "MODIFY"
+    return raw
+
+
+def test_changed_fields_compare_values_not_spellings() -> None:
+    old = {
+        "n": {"N": "1.0"},
+        "s": {"SS": ["a", "b"]},
+        "same": {"S": "x"},
+        "text": {"S": "old"},
+        "null": {"NULL": True},
+        "gone": {"S": "here"},
+    }
+    new = {
+        "n": {"N": "1"},
+        "s": {"SS": ["b", "a"]},
+        "same": {"S": "x"},
+        "text": {"S": "new"},
+        "gone": {"NULL": True},
+        "added": {"N": "2"},
+    }
+    record = decode_record(_modify(old, new))
+    names = ("n", "s", "same", "text", "null", "gone", "added", "never")
+    assert record.changed_fields(names) == {
+        "text": ("old", "new"),
+        "null": (None, None),  # present as NULL, then absent: a change
+        "gone": ("here", None),
+        "added": (None, Decimal("2")),
+    }
+
+
+def test_changed_fields_refuse_a_broken_value_they_read_and_name_it() -> None:
+    record = decode_record(_modify({"confidence": {"N": "0.9"}}, {"confidence": {"N": "high"}}))
+    with pytest.raises(MalformedRecord, match=r"dynamodb\.NewImage\.confidence.*not a number"):
+        record.changed_fields(("confidence",))
+    # The whole images decode on demand, with the same errors.
+    with pytest.raises(MalformedRecord, match="not a number"):
+        _ = record.new_image
+    assert record.old_image == {"confidence": Decimal("0.9")}

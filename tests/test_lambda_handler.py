@@ -15,7 +15,6 @@ from celery.signals import after_task_publish
 from chromasync.local import MotoServer, free_port
 from producers import lambda_handler
 from producers.config import ConfigError, Settings
-from producers.entities import image_pk
 from tests.producing import Queues, line_record, record
 
 
@@ -216,5 +215,4 @@ def test_records_of_other_images_and_shapes_in_one_event(producer_env: dict[str,
     assert response == {"batchItemFailures": []}
     (task,) = queues.tasks("lines")
     assert task.batch.changes[0].keys.image_id == "other-image"
-    assert task.batch.changes[0].new_image is not None
-    assert task.batch.changes[0].new_image["PK"] == image_pk("other-image")
+    assert task.batch.changes[0].changes["text"].new is not None
