@@ -70,18 +70,33 @@ class LagResult:
         }
 
 
-class _Writer(threading.Thread):
-    """Writes ops at ``rate`` per second from its own boto3 session; records send times."""
+#: Writer threads that share the offered load. One thread cannot offer 50 writes/s
+#: when a PutItem takes longer than 20 ms (moto under load does), so write ``k`` is
+#: sent by thread ``k % WRITER_THREADS`` at ``start + k / rate``.
+WRITER_THREADS = 8
 
-    def __init__(self, stack: BenchStack, ops: list[TableOp], rate: float) -> None:
-        super().__init__(name="bench-lag-writer", daemon=True)
+
+class _Writer(threading.Thread):
+    """Writes its share of the ops on schedule from its own boto3 session; records send times."""
+
+    def __init__(
+        self,
+        stack: BenchStack,
+        ops: list[TableOp],
+        rate: float,
+        began: float,
+        share: range,
+        sent: dict[int, float],
+    ) -> None:
+        super().__init__(name=f"bench-lag-writer-{share.start}", daemon=True)
         self.stack = stack
         self.ops = ops
         self.rate = rate
-        self.sent: dict[int, float] = {}
+        self.began = began
+        self.share = share
+        self.sent = sent  # shared by the writers; one key per write
         self.error: BaseException | None = None
-        self.began = 0.0
-        self.ended = 0.0
+        self.ended = began
 
     def run(self) -> None:
         import boto3
@@ -91,8 +106,8 @@ class _Writer(threading.Thread):
             table = session.resource("dynamodb", **self.stack.settings.aws.client_kwargs()).Table(
                 self.stack.settings.table
             )
-            self.began = time.monotonic()
-            for k, op in enumerate(self.ops):
+            for k in self.share:
+                op = self.ops[k]
                 delay = self.began + k / self.rate - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
@@ -121,20 +136,27 @@ def measure_lag(
     pids = {**stack.pids(), **(extra_pids or {})}
     cpu_before = {label: cpu_seconds(pid) for label, pid in pids.items()}
     began = time.monotonic()
-    writer = _Writer(stack, ops, rate)
+    sent: dict[int, float] = {}
+    start = began + 0.1  # every writer thread running before the first write is due
+    writers = [
+        _Writer(stack, ops, rate, start, range(i, len(ops), WRITER_THREADS), sent)
+        for i in range(WRITER_THREADS)
+    ]
     probes: dict[int, Expect] = {k: op.probe for k, op in enumerate(ops) if op.probe is not None}
     lags: list[float] = []
-    writer.start()
+    for writer in writers:
+        writer.start()
     deadline: float | None = None
     while probes:
-        if not writer.is_alive():
-            if writer.error is not None:
-                raise RuntimeError(f"lag writer failed: {writer.error}") from writer.error
+        failed = next((w.error for w in writers if w.error is not None), None)
+        if failed is not None:
+            raise RuntimeError(f"lag writer failed: {failed}") from failed
+        if not any(w.is_alive() for w in writers):
             deadline = deadline or time.monotonic() + settle
             if time.monotonic() > deadline:
                 break
         stack.check_workers()
-        written = {k: e for k, e in probes.items() if k in writer.sent}
+        written = {k: e for k, e in probes.items() if k in sent}
         by_role: dict[Role, list[str]] = {}
         for e in written.values():
             by_role.setdefault(e.role, []).append(e.embedding_id)
@@ -145,18 +167,19 @@ def measure_lag(
         seen = time.time()
         for k, e in written.items():
             if e.holds(found.get((e.role, e.embedding_id))):
-                lags.append(seen - writer.sent[k])
+                lags.append(seen - sent[k])
                 del probes[k]
         time.sleep(poll_interval)
-    writer.join()
+    for writer in writers:
+        writer.join()
     wall = time.monotonic() - began
     busy = {k: round((cpu_seconds(pid) - cpu_before[k]) / wall, 3) for k, pid in pids.items()}
-    wrote_for = max(writer.ended - writer.began, 1e-9)
+    wrote_for = max(max(w.ended for w in writers) - start, 1e-9)
     return LagResult(
         offered_rate=rate,
         seconds=len(ops) / rate,
-        writes=len(writer.sent),
-        achieved_rate=len(writer.sent) / wrote_for,
+        writes=len(sent),
+        achieved_rate=len(sent) / wrote_for,
         lags=lags,
         unseen=len(probes),
         poll_interval=poll_interval,

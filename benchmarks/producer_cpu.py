@@ -133,11 +133,17 @@ def _timed(run: Callable[[], Any]) -> float:
     return time.perf_counter() - began
 
 
+#: Records each timed loop runs over at least: the run's records, repeated. A loop
+#: of a few hundred milliseconds is timed far more steadily than one of 30.
+MIN_RECORDS = 10_000
+
+
 def measure_producer(
-    settings: Settings, records: Sequence[dict[str, Any]], repeats: int = 3
+    settings: Settings, records: Sequence[dict[str, Any]], repeats: int = 5
 ) -> ProducerCpuResult:
     if not records:
         raise ValueError("no stream records to run the producer over")
+    records = list(records) * max(1, -(-MIN_RECORDS // len(records)))
     processor = StreamProcessor(settings, NullPublisher(settings))
     pages = [records[i : i + PAGE] for i in range(0, len(records), PAGE)]
     changes = tasks = 0

@@ -94,7 +94,10 @@ class MotoServer(LocalServer):
         return f"http://127.0.0.1:{self.port}"
 
     @classmethod
-    def start(cls, port: int | None = None, log: Path | None = None) -> MotoServer:
+    def start(
+        cls, port: int | None = None, log: Path | None = None, moto_serializer: bool = False
+    ) -> MotoServer:
+        """Start one; ``moto_serializer`` keeps moto's slow response serializer for reads."""
         port = port or free_port()
         command = [
             sys.executable,
@@ -105,6 +108,8 @@ class MotoServer(LocalServer):
             "-p",
             str(port),
         ]
+        if moto_serializer:
+            command.append("--moto-serializer")
         server = cls(port, _spawn(command, log))
         server._wait_healthy()
         return server

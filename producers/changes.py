@@ -66,8 +66,7 @@ def _key_string(keys: dict[str, Any], name: str) -> str:
 def field_changes(record: StreamRecord, fields: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     """Monitored fields whose value differs between the record's two images.
 
-    As plain ``{"old": .., "new": ..}`` maps: :class:`Change` makes its
-    :class:`FieldChange` models from them in the same validation call.
+    As ``{"old": .., "new": ..}`` maps (:class:`~producers.contract.FieldChange`).
     """
     return {
         name: {"old": json_safe(before), "new": json_safe(after)}

@@ -134,12 +134,27 @@ class RecognisedKey:
     keys: dict[str, str | int]
 
 
+def _separators(spec: EntitySpec) -> int:
+    """How many ``#`` a sort key of this entity holds: its pattern's literal ones
+    (names are ``[^#]+``, which holds no separator)."""
+    return spec.sk_pattern.pattern.replace("[^#]", "").count("#")
+
+
+#: The registry's entries by the number of ``#`` in their sort keys: a key is tried
+#: against the one or two entries of its shape, not all six (the producer and the
+#: worker recognise every key they see).
+_SPECS_BY_SEPARATORS: Final[dict[int, tuple[EntitySpec, ...]]] = {
+    count: tuple(spec for spec in REGISTRY if _separators(spec) == count)
+    for count in {_separators(spec) for spec in REGISTRY}
+}
+
+
 def recognise(pk: str, sk: str) -> RecognisedKey | None:
     """Return the entity and its keys for an item's PK/SK, or None if not ours."""
     pk_match = PK_PATTERN.match(pk)
     if pk_match is None:
         return None
-    for spec in REGISTRY:
+    for spec in _SPECS_BY_SEPARATORS.get(sk.count("#"), ()):
         sk_match = spec.sk_pattern.match(sk)
         if sk_match is None:
             continue

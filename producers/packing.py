@@ -11,8 +11,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from producers.contract import Change, ChangeBatch, FieldChange
 
@@ -33,9 +32,8 @@ class ChangeTooLarge(ValueError):
     """One change alone does not fit in a task message."""
 
 
-@dataclass(frozen=True)
-class Routed:
-    """A change bound for one collection."""
+class Routed(NamedTuple):
+    """A change bound for one collection (a tuple: one is made per change and collection)."""
 
     collection: str
     change: Change
@@ -86,7 +84,7 @@ def sized(change: Change) -> tuple[Change, int]:
     size = _size(smaller)
     if size <= MAX_PAYLOAD_BYTES:
         return smaller, size
-    names_only = {name: FieldChange() for name in change.changes}
+    names_only: dict[str, FieldChange] = {name: {} for name in change.changes}
     smallest = smaller.model_copy(update={"changes": names_only})
     size = _size(smallest)
     if size > MAX_PAYLOAD_BYTES:

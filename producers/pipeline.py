@@ -9,10 +9,12 @@ published (everything from the first record that could not be published on).
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,6 +85,27 @@ def collection_for(settings: Settings, role: CollectionRole) -> str:
     return settings.words_collection
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for one page of records.
+
+    A page makes a few container objects per record that live until it is
+    published, so the collector ran many times per page, each time walking the
+    page so far (measured on the benchmark's records: 12% of the producer's
+    time). Nothing a page makes depends on the collector: reference counting
+    frees it when the page is done, and the page size bounds what is held
+    meanwhile. The collector resumes (if it was on) when the page is done.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 class StreamProcessor:
     """Turns records, in stream order, into published tasks and a full account of them."""
 
@@ -99,18 +122,21 @@ class StreamProcessor:
         self.source = source
 
     def process(self, raw_records: Sequence[Any]) -> ProcessReport:
+        """Every record of one page (at most a GetRecords page or a Lambda batch)."""
+        with _collector_paused():
+            return self._process(raw_records)
+
+    def _process(self, raw_records: Sequence[Any]) -> ProcessReport:
         report = ProcessReport(records=len(raw_records))
         routed: list[Routed] = []
         origin: list[int] = []  # record index of each routed change
         for index, raw in enumerate(raw_records):
             seq = _sequence_of(raw)
             report.sequence_numbers.append(seq)
-            size: int | None = None
             try:
                 outcome = detect(decode_record(raw), self.settings)
                 if isinstance(outcome, Detected):
-                    fitted, size = sized(outcome.change)
-                    outcome = Detected(fitted, outcome.roles)
+                    change, size = sized(outcome.change)
             except (MalformedRecord, ChangeTooLarge) as exc:
                 report.malformed.append(RejectedRecord(index, seq, str(exc)))
                 log.error(
@@ -124,10 +150,9 @@ class StreamProcessor:
             if isinstance(outcome, Ignored):
                 report.ignored[outcome.value] += 1
                 continue
-            assert isinstance(outcome, Detected)
             report.changes += 1
             for role in outcome.roles:
-                routed.append(Routed(collection_for(self.settings, role), outcome.change, size))
+                routed.append(Routed(collection_for(self.settings, role), change, size))
                 origin.append(index)
         unsaved = self._quarantine(raw_records, report)
         batches = pack(routed, self.settings.max_changes_per_task, per_receipt=self.settings.fifo)

@@ -139,3 +139,34 @@ def test_poll_says_when_the_endpoint_is_unreachable(producer_env: dict[str, str]
     )
     assert result.returncode == 3, result.stderr
     assert "unreachable" in result.stderr and f"127.0.0.1:{port}" in result.stderr
+
+
+def test_shards_are_looked_up_once_per_interval_not_every_round(
+    producer_env: dict[str, str],
+) -> None:
+    """DescribeStream is rate-limited by AWS: rounds read the known shards only,
+    until DISCOVER_INTERVAL has passed."""
+    from producers import poller as poller_module
+    from producers.checkpoints import checkpoint_store_from_env
+    from producers.pipeline import StreamProcessor
+    from producers.poller import StreamPoller
+    from producers.publishing import Publisher
+
+    settings = Settings.from_env(producer_env)
+    ensure_table(settings)
+    table = boto3.resource("dynamodb", **settings.aws.client_kwargs()).Table(settings.table)
+    poller = StreamPoller(
+        settings,
+        StreamProcessor(settings, Publisher(settings)),
+        checkpoint_store_from_env(producer_env, settings.aws),
+    )
+    handled = 0
+    for line in range(1, 6):
+        table.put_item(Item={"PK": image_pk(IMAGE), "SK": line_sk(1, line), "text": "x"})
+        handled += poller.poll_once()
+    assert handled == 5
+    assert (poller.stats.rounds, poller.stats.discoveries) == (5, 1)
+    poller._discover_at = 0.0  # the interval has passed
+    poller.poll_once()
+    assert poller.stats.discoveries == 2
+    assert poller_module.DISCOVER_INTERVAL >= 1.0

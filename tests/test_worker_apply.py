@@ -200,6 +200,46 @@ def test_label_insert_modify_and_remove_rebuild_word_and_line_summaries(system) 
     assert line_meta["pending_labels"] == ",PRODUCT_NAME,TAX,"
 
 
+def test_many_labels_of_one_receipt_read_in_one_query_give_the_same_summaries(system) -> None:
+    """Four words' labels in one batch: the receipt's labels are read with one Query
+    (tasks.sources.LABEL_PREFIXES_PER_RECEIPT_QUERY); the summaries are those the
+    per-word reads give, one batch per change."""
+    from tasks.sources import LABEL_PREFIXES_PER_RECEIPT_QUERY
+
+    stack, runtime, (spec, _other) = system
+    targets = [(1, 2, "TOTAL", "VALID"), (2, 2, "DATE", "INVALID"), (3, 1, "TAX", "VALID")]
+    targets.append((3, 2, "TAX", "PENDING"))
+    assert len(targets) >= LABEL_PREFIXES_PER_RECEIPT_QUERY
+    for lid, wid, name, status in targets:
+        stack.table.put_item(Item=label_item(spec, lid, wid, name, status))
+    changes = [
+        make_change("RECEIPT_WORD_LABEL", "INSERT", spec, lid, wid, name)
+        for lid, wid, name, _status in targets
+    ]
+    words = [word_embedding_id(spec.image_id, spec.receipt_id, t[0], t[1]) for t in targets]
+    lines = [line_embedding_id(spec.image_id, spec.receipt_id, lid) for lid in (1, 2, 3)]
+    runtime.apply_batch(batch(stack.words, *changes))
+    runtime.apply_batch(batch(stack.lines, *changes))
+    together = {e: meta(stack, stack.words, e) for e in words}
+    together |= {e: meta(stack, stack.lines, e) for e in lines}
+    assert together[words[0]]["valid_labels"] == ",TOTAL,"
+    assert together[words[1]]["invalid_labels"] == ",DATE,"
+    assert together[lines[2]]["valid_labels"] == ",TAX,"
+    assert together[lines[2]]["pending_labels"] == ",PRODUCT_NAME,TAX,"
+    # Clear the summaries, then apply the same changes one batch each (per-word reads).
+    for collection, ids in ((stack.words, words), (stack.lines, lines)):
+        cleared = ["valid_labels", "invalid_labels", "pending_labels", "label_status"]
+        stack.target.collection(collection).update(
+            ids=ids, metadatas=[{k: None for k in cleared} for _ in ids]
+        )
+    for change in changes:
+        runtime.apply_batch(batch(stack.words, change))
+        runtime.apply_batch(batch(stack.lines, change))
+    one_by_one = {e: meta(stack, stack.words, e) for e in words}
+    one_by_one |= {e: meta(stack, stack.lines, e) for e in lines}
+    assert one_by_one == together
+
+
 def test_removing_the_last_label_clears_the_summary(system) -> None:
     stack, runtime, (spec, _other) = system
     stack.table.delete_item(
