@@ -42,3 +42,9 @@ def cpu_seconds(pid: int) -> float:
         total += used.get(current, 0.0)
         todo.extend(parents.get(current, []))
     return total
+
+
+def own_cpu_seconds() -> float:
+    """User+system CPU seconds of this process alone (its threads, not its children)."""
+    times = os.times()
+    return times.user + times.system

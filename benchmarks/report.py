@@ -179,15 +179,6 @@ class BenchReport:
             f"{records:<44}{cpu['bare_records_per_second']:>12,.0f}"
             f"{cpu['producer_records_per_second']:>12,.0f}",
         ]
-        if cpu.get("unfrozen_producer_seconds"):
-            unfrozen = (
-                cpu["records"] / cpu["unfrozen_bare_seconds"],
-                cpu["records"] / cpu["unfrozen_producer_seconds"],
-            )
-            out.append(
-                f"{'  same, benchmark heap not frozen (gc)':<44}{unfrozen[0]:>12,.0f}"
-                f"{unfrozen[1]:>12,.0f}  ({unfrozen[1] / unfrozen[0]:.2f}x)"
-            )
         moto = s["moto"]
         out += [
             "",
