@@ -18,6 +18,8 @@ import pytest
 
 from chromasync.local import MotoServer
 from chromasync.motoserver import DIRECT_HEADER
+from chromasync.provision import ensure_table
+from producers.config import Settings
 
 TABLE = "types"
 
@@ -51,19 +53,7 @@ def _client(server: MotoServer, service: str) -> Any:
 def _reads(server: MotoServer) -> dict[str, Any]:
     """Every read operation's parsed answer for the same writes (metadata left out)."""
     ddb = _client(server, "dynamodb")
-    ddb.create_table(
-        TableName=TABLE,
-        KeySchema=[
-            {"AttributeName": "PK", "KeyType": "HASH"},
-            {"AttributeName": "SK", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "PK", "AttributeType": "S"},
-            {"AttributeName": "SK", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-    )
+    ensure_table(Settings.from_env({"CHROMASYNC_TABLE": TABLE}), client=ddb)
     ddb.put_item(TableName=TABLE, Item=ITEM)
     ddb.put_item(TableName=TABLE, Item={**ITEM, "flag": {"BOOL": True}})
     ddb.put_item(TableName=TABLE, Item={**ITEM, "SK": {"S": "RECEIPT#00002"}})
@@ -88,6 +78,20 @@ def _reads(server: MotoServer) -> dict[str, Any]:
         Limit=1,
     )
     out["query"] = {k: query.get(k) for k in ("Items", "Count", "ScannedCount", "LastEvaluatedKey")}
+    # Sort-key conditions the wrapper narrows (begins_with) and those it leaves to moto.
+    for name, condition, values, forward in (
+        ("prefix_one", "begins_with(SK, :sk)", {":sk": {"S": "RECEIPT#00003"}}, True),
+        ("prefix_none", "begins_with(SK, :sk)", {":sk": {"S": "ZZZ"}}, True),
+        ("prefix_reverse", "begins_with(SK, :sk)", {":sk": {"S": "RECEIPT#"}}, False),
+        ("between", "SK BETWEEN :a AND :b", {":a": {"S": "R"}, ":b": {"S": "S"}}, True),
+    ):
+        got = ddb.query(
+            TableName=TABLE,
+            KeyConditionExpression=f"PK = :pk AND {condition}",
+            ExpressionAttributeValues={":pk": ITEM["PK"], **values},
+            ScanIndexForward=forward,
+        )
+        out[name] = [item["SK"]["S"] for item in got["Items"]]
     scan = ddb.scan(TableName=TABLE)
     out["scan"] = {k: scan.get(k) for k in ("Items", "Count", "LastEvaluatedKey")}
     streams = _client(server, "dynamodbstreams")
@@ -133,6 +137,9 @@ def test_every_attribute_type_round_trips(moto: MotoServer) -> None:
     assert got["batch"] == [current]
     assert got["query"]["Items"] == [current] and got["query"]["LastEvaluatedKey"] is not None
     assert got["scan"]["Items"][0] == current and len(got["scan"]["Items"]) == 2
+    assert got["prefix_one"] == ["RECEIPT#00003"] and got["prefix_none"] == []
+    assert got["prefix_reverse"] == ["RECEIPT#00003", "RECEIPT#00001"]
+    assert got["between"] == ["RECEIPT#00001", "RECEIPT#00003"]
     events = [r["eventName"] for r in got["records"]]
     assert events == ["INSERT", "MODIFY", "INSERT", "REMOVE", "INSERT"]
     assert got["records"][1]["OldImage"] == ITEM
