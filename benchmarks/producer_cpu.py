@@ -164,3 +164,67 @@ def measure_producer(
         min(bare),
         min(produced),
     )
+
+
+def modify_records(receipts: int) -> list[dict[str, Any]]:
+    """GetRecords-shaped MODIFY records of every line, word, label and merchant item of
+    ``receipts`` seeded receipts (one monitored field changed each): the producer's
+    commonest record, with both images, built without any server."""
+    from datetime import UTC, datetime
+
+    from boto3.dynamodb.types import TypeSerializer
+
+    from chromasync.seed import ReceiptSpec, table_items
+
+    serializer = TypeSerializer()
+
+    def typed(item: dict[str, Any]) -> dict[str, Any]:
+        return {k: serializer.serialize(v) for k, v in item.items()}
+
+    changed = {"RECEIPT_LINE": "text", "RECEIPT_WORD": "text", "RECEIPT_METADATA": "merchant_name"}
+    changed["RECEIPT_WORD_LABEL"] = "validation_status"
+    records: list[dict[str, Any]] = []
+    for index in range(receipts):
+        spec = ReceiptSpec(f"00000000-0000-4000-8000-{index:012d}", 1, 12, 6)
+        for item in table_items(spec, index):
+            field_name = changed.get(item["TYPE"])
+            if field_name is None:
+                continue
+            new = {**item, field_name: f"{item.get(field_name, '')} (edited)"}
+            sequence = f"{len(records) + 1:021d}"
+            records.append(
+                {
+                    "eventID": f"e{sequence}",
+                    "eventName": "MODIFY",
+                    "dynamodb": {
+                        "ApproximateCreationDateTime": datetime.now(UTC),
+                        "Keys": typed({"PK": item["PK"], "SK": item["SK"]}),
+                        "NewImage": typed(new),
+                        "OldImage": typed(item),
+                        "SequenceNumber": sequence,
+                        "StreamViewType": "NEW_AND_OLD_IMAGES",
+                    },
+                }
+            )
+    return records
+
+
+def main() -> None:
+    """``python -m benchmarks.producer_cpu``: the CPU comparison on MODIFY records, no servers."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--receipts", type=int, default=120, help="receipts (default: 120)")
+    args = parser.parse_args()
+    records = modify_records(args.receipts)
+    result = measure_producer(Settings.from_env({}), records)
+    print(
+        f"{len(records):,} MODIFY records ({result.records:,} per loop): bare TypeDeserializer "
+        f"loop {result.bare_records_per_second:,.0f} records/s, producer "
+        f"{result.producer_records_per_second:,.0f} records/s "
+        f"({result.bare_seconds / result.producer_seconds:.2f} x)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -58,3 +58,16 @@ def test_smoke_run_writes_every_section(tmp_path: Path) -> None:
         assert "matplotlib is missing" in done.stdout
     else:
         assert chart.stat().st_size > 0
+
+
+def test_the_producer_comparison_runs_without_servers() -> None:
+    """``python -m benchmarks.producer_cpu``: MODIFY records built in-process, both loops."""
+    from benchmarks.producer_cpu import measure_producer, modify_records
+    from producers.config import Settings
+
+    records = modify_records(2)
+    assert {r["eventName"] for r in records} == {"MODIFY"}
+    result = measure_producer(Settings.from_env({}), records, repeats=1)
+    # Every record is one of ours with a monitored change: each becomes one change.
+    assert result.changes == result.records >= 10_000
+    assert result.bare_seconds > 0 and result.producer_seconds > 0
