@@ -25,9 +25,8 @@ our data, broken, and silently skipping it would hide the breakage.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from producers.config import Settings
 from producers.contract import Change, json_safe
@@ -48,8 +47,9 @@ class Ignored(StrEnum):
     DISABLED = "disabled_by_flag"
 
 
-@dataclass(frozen=True)
-class Detected:
+class Detected(NamedTuple):
+    """A record's change and the collections it affects (a tuple: one per record)."""
+
     change: Change
     roles: tuple[CollectionRole, ...]
 

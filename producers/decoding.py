@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, NamedTuple
 
 EVENT_NAMES = frozenset({"INSERT", "MODIFY", "REMOVE"})
 
@@ -40,9 +38,11 @@ NEW_IMAGE = "dynamodb.NewImage"
 OLD_IMAGE = "dynamodb.OldImage"
 
 
-@dataclass(frozen=True)
-class StreamRecord:
-    """One decoded record; its images stay typed until they are read."""
+class StreamRecord(NamedTuple):
+    """One decoded record; its images stay typed until they are read.
+
+    A named tuple: one is made for every record the producer sees.
+    """
 
     event_id: str
     event_name: str
@@ -57,13 +57,13 @@ class StreamRecord:
     def sequence_int(self) -> int:
         return int(self.sequence_number)
 
-    @functools.cached_property
+    @property
     def new_image(self) -> dict[str, Any] | None:
-        """Every attribute of the new image, decoded (raises :class:`MalformedRecord`)."""
+        """Every attribute of the new image, decoded at each read (or MalformedRecord)."""
         raw = self.raw_new_image
         return None if raw is None else decode_image(raw, NEW_IMAGE)
 
-    @functools.cached_property
+    @property
     def old_image(self) -> dict[str, Any] | None:
         raw = self.raw_old_image
         return None if raw is None else decode_image(raw, OLD_IMAGE)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Final
+from typing import Final, NamedTuple
 
 
 class EntityType(StrEnum):
@@ -128,8 +128,9 @@ SPECS_BY_TYPE: Final = {spec.entity_type: spec for spec in REGISTRY}
 INT_KEY_FIELDS: Final = frozenset({"receipt_id", "line_id", "word_id"})
 
 
-@dataclass(frozen=True)
-class RecognisedKey:
+class RecognisedKey(NamedTuple):
+    """An item's entity and its keys (a tuple: one is made for every key read)."""
+
     spec: EntitySpec
     keys: dict[str, str | int]
 
