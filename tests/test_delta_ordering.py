@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import boto3
 
@@ -76,15 +77,27 @@ def test_changes_before_their_delta_are_applied_when_it_is_merged(
             )
 
         wait_for(applied, 90, interval=0.3, what="the waiting changes after the merge")
-        run = stack.table.get_item(
-            Key={
-                "PK": image_pk(new.image_id),
-                "SK": f"{receipt_sk(new.receipt_id)}#COMPACTION_RUN#run-1",
-            },
-            ConsistentRead=True,
-        )["Item"]
-        assert run["lines_merge_status"] == "COMPLETED"
-        assert run["words_merge_status"] == "COMPLETED"
+
+        def run_item() -> dict[str, Any]:
+            return stack.table.get_item(
+                Key={
+                    "PK": image_pk(new.image_id),
+                    "SK": f"{receipt_sk(new.receipt_id)}#COMPACTION_RUN#run-1",
+                },
+                ConsistentRead=True,
+            )["Item"]
+
+        # Each collection's worker merges the delta and marks the run on its own; the
+        # words embedding above says nothing of when the lines worker is done.
+        statuses = ("lines_merge_status", "words_merge_status")
+        wait_for(
+            lambda: all(run_item().get(s) for s in statuses),
+            60,
+            interval=0.3,
+            what="both workers to mark the run",
+        )
+        run = run_item()
+        assert [run[s] for s in statuses] == ["COMPLETED", "COMPLETED"]
         wait_for(lambda: stack.queues_empty(), 60, interval=0.3, what="queues to drain")
         verify = stack.cli("verify")
         assert verify.returncode == 0, verify.stdout + verify.stderr
