@@ -7,9 +7,12 @@ winners in about one run of three with 8 racing threads). Real DynamoDB
 makes them one atomic step, and the DynamoDB lock backend relies on that.
 This wrapper serialises DynamoDB and DynamoDB Streams requests (SQS and S3
 stay concurrent, so long polls do not block anything), which restores the
-atomicity the locks need, and answers a Query from its partition instead of
-the whole table (see :func:`index_partition_queries`). Run it as
-``python -m chromasync.motoserver -p PORT``.
+atomicity the locks need. It also makes moto's reads cheaper without changing
+their answers: a Query reads its partition, not the whole table
+(:func:`index_partition_queries`), reads are written out as JSON directly
+(:func:`serialise_reads_directly`) and per-request lookups that never change are
+computed once (:func:`cache_fixed_lookups`). Run it as
+``python -m chromasync.motoserver -p PORT [--moto-serializer]``.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from producers import defaults
-from producers.contract import Change
+from producers.contract import Change, validation_reasons
 from producers.entities import SPECS_BY_TYPE
 from producers.packing import Routed, pack, shrink
 from producers.pipeline import ProcessReport, collection_for
@@ -54,10 +54,7 @@ def _validated(changes: Iterable[Change | Mapping[str, Any]]) -> list[Change]:
         try:
             out.append(Change.model_validate(change))
         except ValidationError as exc:
-            reasons = "; ".join(
-                f"{'.'.join(str(p) for p in error['loc']) or 'change'}: {error['msg']}"
-                for error in exc.errors()
-            )
+            reasons = validation_reasons(exc)
             raise InvalidChange(f"change {index} does not fit the contract: {reasons}") from None
     return out
 

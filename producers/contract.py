@@ -224,7 +224,7 @@ def validate_payload(payload: Any) -> tuple[ChangeBatch | None, list[RejectedCha
         try:
             valid.append(Change.model_validate(raw))
         except ValidationError as exc:
-            rejected.append(RejectedChange(index, raw, _short(exc)))
+            rejected.append(RejectedChange(index, raw, validation_reasons(exc)[:2000]))
     if not valid:
         return None, rejected
     batch = ChangeBatch(
@@ -237,6 +237,7 @@ def validate_payload(payload: Any) -> tuple[ChangeBatch | None, list[RejectedCha
     return batch, rejected
 
 
-def _short(exc: ValidationError) -> str:
+def validation_reasons(exc: ValidationError) -> str:
+    """Each error of a change's validation as ``where: what``, joined by ``; ``."""
     parts = [f"{'.'.join(str(p) for p in e['loc']) or 'change'}: {e['msg']}" for e in exc.errors()]
-    return "; ".join(parts)[:2000]
+    return "; ".join(parts)

@@ -24,7 +24,7 @@ import binascii
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 EVENT_NAMES = frozenset({"INSERT", "MODIFY", "REMOVE"})
 
@@ -92,6 +92,11 @@ class StreamRecord(NamedTuple):
         return out
 
 
+def _is_map(value: Any) -> bool:
+    # A plain dict is what JSON and boto3 give; the ABC check is the slow way.
+    return type(value) is dict or isinstance(value, Mapping)
+
+
 def _number(raw: Any, where: str) -> Decimal:
     if not isinstance(raw, str | int) or isinstance(raw, bool):
         raise MalformedRecord(f"{where}: N value must be a string, got {type(raw).__name__}")
@@ -132,7 +137,7 @@ def _list(raw: Any, where: str, kind: str) -> list[Any]:
 
 def decode_attribute(value: Any, where: str = "value") -> Any:
     """Decode one typed DynamoDB attribute value (``{"S": "x"}`` → ``"x"``)."""
-    if not isinstance(value, dict | Mapping) or len(value) != 1:
+    if not _is_map(value) or len(value) != 1:
         raise MalformedRecord(f"{where}: expected one typed attribute like {{'S': ...}}")
     ((kind, raw),) = value.items()
     match kind:
@@ -169,43 +174,44 @@ def decode_attribute(value: Any, where: str = "value") -> Any:
             raise MalformedRecord(f"{where}: unknown attribute type {kind!r}")
 
 
-def decode_image(image: Any, where: str) -> dict[str, Any]:
-    if not isinstance(image, dict | Mapping):
-        raise MalformedRecord(f"{where}: expected a map of attributes")
-    out: dict[str, Any] = {}
-    for k, v in image.items():
-        # Fast path for the commonest attributes (strings, numbers, booleans) when
-        # well-formed: the same result as decode_attribute, without building the
-        # path its errors name. Anything else, or anything wrong, takes the long way.
-        if type(v) is dict and len(v) == 1:
-            ((kind, raw),) = v.items()
-            if kind == "S" and type(raw) is str:
-                out[str(k)] = raw
-                continue
-            if kind == "N" and type(raw) is str:
-                number = _fast_number(raw)
-                if number is not None:
-                    out[str(k)] = number
-                    continue
-            if kind == "BOOL" and type(raw) is bool:
-                out[str(k)] = raw
-                continue
-        out[str(k)] = decode_attribute(v, f"{where}.{k}")
-    return out
+#: What :func:`_well_formed` returns for a value it leaves to :func:`decode_attribute`.
+_LONG_WAY: Final = object()
 
 
-def _decode_one(value: Any, image: str, name: str) -> Any:
-    """One attribute of an image: the fast path of :func:`decode_image`, else the long way."""
+def _well_formed(value: Any) -> Any:
+    """The value of a well-formed S, N or BOOL attribute, else :data:`_LONG_WAY`.
+
+    The commonest attributes, decoded to the same result as
+    :func:`decode_attribute` without building the path its errors name; anything
+    else, or anything wrong, is left to it.
+    """
     if type(value) is dict and len(value) == 1:
         ((kind, raw),) = value.items()
         if kind == "S" and type(raw) is str:
             return raw
-    return decode_attribute(value, f"{image}.{name}")
+        if kind == "N" and type(raw) is str:
+            number = _fast_number(raw)
+            if number is not None:
+                return number
+        if kind == "BOOL" and type(raw) is bool:
+            return raw
+    return _LONG_WAY
 
 
-def _is_map(value: Any) -> bool:
-    # A plain dict is what JSON and boto3 give; the ABC check is the slow way.
-    return type(value) is dict or isinstance(value, Mapping)
+def decode_image(image: Any, where: str) -> dict[str, Any]:
+    if not _is_map(image):
+        raise MalformedRecord(f"{where}: expected a map of attributes")
+    out: dict[str, Any] = {}
+    for k, v in image.items():
+        value = _well_formed(v)
+        out[str(k)] = decode_attribute(v, f"{where}.{k}") if value is _LONG_WAY else value
+    return out
+
+
+def _decode_one(value: Any, image: str, name: str) -> Any:
+    """One attribute of an image (``image`` and ``name`` make the path an error names)."""
+    decoded = _well_formed(value)
+    return decode_attribute(value, f"{image}.{name}") if decoded is _LONG_WAY else decoded
 
 
 def _image(raw: Any, where: str) -> Mapping[str, Any] | None:
