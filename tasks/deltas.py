@@ -59,6 +59,7 @@ from producers.decoding import decode_image
 from producers.entities import CollectionRole, image_pk, receipt_sk
 from tasks.chroma.target import ChromaTarget, chunks
 from tasks.config import DELTA_BUCKET_ENV
+from tasks.errors import aws_error_code
 from tasks.writer import LeaseCheck
 
 if TYPE_CHECKING:
@@ -204,9 +205,6 @@ def chroma_root(directory: Path, source: str, uploading: bool) -> Path:
     raise InvalidDelta(f"{source} holds several Chroma directories: {folders}")
 
 
-def _error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
 
 class S3DeltaMerger:
     """Merges COMPACTION_RUN deltas from S3; one instance per worker process."""
@@ -331,7 +329,7 @@ class S3DeltaMerger:
             for page in paginator.paginate(Bucket=location.bucket, Prefix=location.key):
                 keys.extend(obj["Key"] for obj in page.get("Contents", []))
         except ClientError as exc:
-            if _error_code(exc) == "NoSuchBucket":
+            if aws_error_code(exc) == "NoSuchBucket":
                 raise InvalidDelta(f"bucket of {location} does not exist: {exc}") from exc
             raise
         return keys
@@ -340,7 +338,7 @@ class S3DeltaMerger:
         try:
             self.s3.download_file(bucket, key, str(path))
         except ClientError as exc:
-            if _error_code(exc) in _NOT_FOUND_CODES:
+            if aws_error_code(exc) in _NOT_FOUND_CODES:
                 raise DeltaNotReady(f"s3://{bucket}/{key} is not there (yet): {exc}") from exc
             raise
 
@@ -451,7 +449,7 @@ class S3DeltaMerger:
                 },
             )
         except ClientError as exc:
-            if _error_code(exc) != "ConditionalCheckFailedException":
+            if aws_error_code(exc) != "ConditionalCheckFailedException":
                 raise
             # Deleted while we merged: nobody is left to read the mark.
             log.info("%s vanished during the merge; not marked", run_name)

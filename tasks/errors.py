@@ -27,6 +27,12 @@ THROTTLING_CODES = frozenset(
 )
 
 
+def aws_error_code(exc: BaseException) -> str:
+    """The AWS error code of a botocore ``ClientError`` (``""`` when it has none)."""
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
 class InvalidChange(ValueError):
     """One change of a batch does not fit the message contract (permanent)."""
 
@@ -46,8 +52,7 @@ def is_transient(exc: BaseException) -> bool:
         if isinstance(exc, bex.ConnectionError | bex.HTTPClientError | bex.ReadTimeoutError):
             return True
         if isinstance(exc, bex.ClientError):
-            code = exc.response.get("Error", {}).get("Code", "")
-            return code in THROTTLING_CODES
+            return aws_error_code(exc) in THROTTLING_CODES
     except ImportError:  # pragma: no cover - boto3 is a dependency
         pass
     try:

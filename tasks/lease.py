@@ -18,8 +18,12 @@ import threading
 import time
 import uuid
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from tasks.locks.backend import Lease, LockBackend, LockBackendError
+
+if TYPE_CHECKING:
+    from tasks.config import WorkerSettings
 
 log = logging.getLogger(__name__)
 
@@ -153,3 +157,10 @@ class HeldLease:
                 self.backend.release(self.lease)
             except LockBackendError as error:
                 log.warning("release of %s failed (it will expire): %s", self.name, error)
+
+
+def lease_for(backend: LockBackend, collection: str, settings: WorkerSettings) -> HeldLease:
+    """The collection's lease with the worker's lock settings (TTL, margin, wait)."""
+    return HeldLease(
+        backend, collection, settings.lock_ttl, settings.lock_safety_margin, settings.lock_wait
+    )

@@ -21,7 +21,7 @@ from tasks.config import WorkerSettings
 from tasks.deadletter import DeadLetterQueues
 from tasks.deltas import S3DeltaMerger
 from tasks.errors import is_transient
-from tasks.lease import HeldLease
+from tasks.lease import HeldLease, lease_for
 from tasks.locks import lock_backend_from_url
 from tasks.locks.backend import LockBackend
 from tasks.plan import build_plan, read_scopes
@@ -85,10 +85,7 @@ class WorkerRuntime:
         )
 
     def lease(self, collection: str) -> HeldLease:
-        s = self.settings
-        return HeldLease(
-            self.lock_backend, collection, s.lock_ttl, s.lock_safety_margin, s.lock_wait
-        )
+        return lease_for(self.lock_backend, collection, self.settings)
 
     def _apply(
         self,

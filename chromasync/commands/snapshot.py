@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -211,21 +212,15 @@ def cmd_restore(args: argparse.Namespace) -> int:
         if args.if_empty and not is_empty(directory):
             print(f"{collection}: {directory} already holds data; nothing restored")
             continue
+        # Into the collection's own directory: keep a local writer out meanwhile.
+        guard = target.writing(collection) if args.dir is None else contextlib.nullcontext()
         try:
-            if args.dir is None:
-                # The collection's own directory: keep a local writer out meanwhile.
-                with target.writing(collection):
-                    result = restore_snapshot(store, collection, directory, args.version)
-            else:
+            with guard:
                 result = restore_snapshot(store, collection, directory, args.version)
-        except NoSnapshot as exc:
-            if args.if_empty:
+        except SnapshotError as exc:
+            if args.if_empty and isinstance(exc, NoSnapshot):
                 print(f"{collection}: {exc}; nothing restored")
                 continue
-            _refused(f"{collection} not restored", exc)
-            failed += 1
-            continue
-        except SnapshotError as exc:
             _refused(f"{collection} not restored", exc)
             failed += 1
             continue

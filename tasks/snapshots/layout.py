@@ -86,13 +86,22 @@ def pointer_key(collection: str) -> str:
 
 
 def _load(raw: bytes, what: str) -> dict[str, Any]:
+    """A manifest's or pointer's JSON object, of the format this chromasync reads."""
     try:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CorruptSnapshot(f"{what} is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise CorruptSnapshot(f"{what} is not a JSON object")
+    if data.get("format") != FORMAT:
+        raise CorruptSnapshot(
+            f"{what} has format {data.get('format')!r}; this chromasync reads format {FORMAT}"
+        )
     return data
+
+
+def _dump(document: Manifest | Pointer) -> bytes:
+    return json.dumps(asdict(document), indent=2, sort_keys=True).encode()
 
 
 def _field(data: dict[str, Any], name: str, kind: type, what: str) -> Any:
@@ -123,15 +132,11 @@ class Manifest:
     format: int = FORMAT
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), indent=2, sort_keys=True).encode()
+        return _dump(self)
 
     @classmethod
     def from_json(cls, raw: bytes, what: str) -> Manifest:
         data = _load(raw, what)
-        if data.get("format") != FORMAT:
-            raise CorruptSnapshot(
-                f"{what} has format {data.get('format')!r}; this chromasync reads format {FORMAT}"
-            )
         return cls(
             collection=_field(data, "collection", str, what),
             version=_field(data, "version", str, what),
@@ -157,15 +162,11 @@ class Pointer:
     format: int = FORMAT
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), indent=2, sort_keys=True).encode()
+        return _dump(self)
 
     @classmethod
     def from_json(cls, raw: bytes, what: str) -> Pointer:
         data = _load(raw, what)
-        if data.get("format") != FORMAT:
-            raise CorruptSnapshot(
-                f"{what} has format {data.get('format')!r}; this chromasync reads format {FORMAT}"
-            )
         return cls(
             version=_field(data, "version", str, what),
             sha256=_field(data, "sha256", str, what),

@@ -37,7 +37,7 @@ from botocore.exceptions import ClientError
 from tasks.chroma.target import ChromaTarget
 from tasks.chroma.targets.embedded import EmbeddedChromaTarget
 from tasks.config import WorkerSettings
-from tasks.lease import HeldLease, LeaseLost
+from tasks.lease import HeldLease, LeaseLost, lease_for
 from tasks.locks.backend import LockBackend
 from tasks.snapshots.archive import pack
 from tasks.snapshots.capture import copy_chroma_directory, open_check
@@ -134,10 +134,7 @@ class SnapshotPublisher:
         self.work_dir = work_dir
 
     def lease(self, collection: str) -> HeldLease:
-        s = self.settings
-        return HeldLease(
-            self.lock_backend, collection, s.lock_ttl, s.lock_safety_margin, s.lock_wait
-        )
+        return lease_for(self.lock_backend, collection, self.settings)
 
     def publish(self, collection: str, hooks: PublishHooks | None = None) -> PublishResult:
         """Publish one snapshot of ``collection`` and promote it; see the module docstring.

@@ -41,6 +41,7 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from producers.config import AwsSettings
+from tasks.errors import aws_error_code
 from tasks.snapshots.archive import CHUNK
 from tasks.snapshots.errors import (
     NoSnapshot,
@@ -95,9 +96,6 @@ DELETE_BATCH = 1000
 
 _T = TypeVar("_T")
 
-
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 @dataclass
@@ -172,7 +170,7 @@ class SnapshotStore:
             self._call("bucket check", lambda: self.s3.head_bucket(Bucket=self.bucket))
             return
         except ClientError as exc:
-            if _code(exc) not in _MISSING:
+            if aws_error_code(exc) not in _MISSING:
                 raise UploadFailed(f"cannot use bucket {self.bucket!r}: {exc}") from exc
         if not self.create_bucket:
             raise UploadFailed(
@@ -186,7 +184,7 @@ class SnapshotStore:
             self._call("bucket creation", lambda: self.s3.create_bucket(**request))
             log.info("created snapshot bucket %s", self.bucket)
         except ClientError as exc:
-            if _code(exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            if aws_error_code(exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                 raise UploadFailed(f"cannot create bucket {self.bucket!r}: {exc}") from exc
 
     # -- one version ------------------------------------------------------------------------
@@ -254,7 +252,7 @@ class SnapshotStore:
             )
             raw = self._call(f"read of {where}", lambda: response["Body"].read())
         except ClientError as exc:
-            if _code(exc) in _MISSING:
+            if aws_error_code(exc) in _MISSING:
                 raise SnapshotNotFound(
                     f"version {version} of {collection!r} has no manifest at {where}: "
                     "no such version, or its upload never finished"
@@ -271,7 +269,7 @@ class SnapshotStore:
                 f"download of {where}", lambda: self.s3.get_object(Bucket=self.bucket, Key=key)
             )
         except ClientError as exc:
-            if _code(exc) in _MISSING:
+            if aws_error_code(exc) in _MISSING:
                 raise SnapshotNotFound(f"{where} is not there: {exc}") from exc
             raise
         digest = hashlib.sha256()
@@ -317,7 +315,7 @@ class SnapshotStore:
         try:
             self._call(f"listing of {self.url(prefix)}", collect)
         except ClientError as exc:
-            if _code(exc) == "NoSuchBucket":
+            if aws_error_code(exc) == "NoSuchBucket":
                 return []
             raise
         return found
@@ -348,7 +346,7 @@ class SnapshotStore:
             )
             raw = self._call(f"read of {where}", lambda: response["Body"].read())
         except ClientError as exc:
-            if _code(exc) in _MISSING:
+            if aws_error_code(exc) in _MISSING:
                 return None, None
             raise
         return Pointer.from_json(raw, f"pointer {where}"), str(response["ETag"])
@@ -379,7 +377,7 @@ class SnapshotStore:
                 ),
             )
         except ClientError as exc:
-            if _code(exc) in _CONFLICT:
+            if aws_error_code(exc) in _CONFLICT:
                 raise PromotionRefused(
                     f"{self.url(key)} changed while {pointer.version} was being promoted "
                     "(another publisher promoted first); not overwriting it"
