@@ -13,12 +13,8 @@ import sys
 from collections.abc import Sequence
 
 from chromasync.commands import COMMANDS
+from chromasync.commands.common import EXIT_CONFIG, EXIT_UNAVAILABLE
 from producers.config import ConfigError
-
-#: Exit status for bad configuration or usage.
-EXIT_CONFIG = 2
-#: Exit status when a service (SQS, DynamoDB, Redis, Chroma) cannot be reached.
-EXIT_UNAVAILABLE = 3
 
 
 def _setup_logging(verbose: bool) -> None:

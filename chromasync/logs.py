@@ -81,10 +81,6 @@ def clear_log_context() -> None:
     _context.set(None)
 
 
-def get_log_context() -> dict[str, Any]:
-    return dict(_context.get() or {})
-
-
 @contextmanager
 def log_context(**fields: Any) -> Iterator[None]:
     """Add fields to the context for the duration of a block."""
@@ -127,10 +123,12 @@ def _current_task() -> tuple[str, str] | None:
     return str(task.request.id), str(task.name)
 
 
-def record_context(record: logging.LogRecord) -> dict[str, Any]:
-    """Everything a record is about: task, bound context, then its own ``extra=`` fields."""
+def record_context(record: logging.LogRecord, task: tuple[str, str] | None) -> dict[str, Any]:
+    """Everything a record is about: task, bound context, then its own ``extra=`` fields.
+
+    ``task`` is the running task's (id, name) (:func:`_current_task`), or None.
+    """
     fields: dict[str, Any] = {}
-    task = _current_task()
     if task is not None:
         fields["task_id"], fields["task_name"] = task
     fields.update(_context.get() or {})
@@ -148,11 +146,12 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         # Celery's task format names %(task_name)s and %(task_id)s, as its TaskFormatter did.
-        task = _current_task() or ("???", "???")
+        current = _current_task()
+        task = current or ("???", "???")
         record.__dict__.setdefault("task_id", task[0])
         record.__dict__.setdefault("task_name", task[1])
         line = super().format(record)
-        fields = record_context(record)
+        fields = record_context(record, current)
         fields.pop("task_name", None)
         fields.pop("data", None)  # Celery's own extra: already in its message
         if not fields:
@@ -176,7 +175,7 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "pid": record.process,
         }
-        out.update(record_context(record))
+        out.update(record_context(record, _current_task()))
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
@@ -226,20 +225,15 @@ def install_worker_logging() -> None:
 
     fmt = log_format()
 
-    def after_setup_logger(logger: logging.Logger | None = None, **kw: Any) -> None:
-        _reformat(logger, fmt, kw.get("format"))
-
-    def after_setup_task_logger(logger: logging.Logger | None = None, **kw: Any) -> None:
+    def reformat(logger: logging.Logger | None = None, **kw: Any) -> None:
         _reformat(logger, fmt, kw.get("format"))
 
     def task_postrun(**_: Any) -> None:
         clear_log_context()
 
     # Strong references (weak=False): these closures live nowhere else.
-    signals.after_setup_logger.connect(
-        after_setup_logger, weak=False, dispatch_uid="chromasync.logs.logger"
-    )
+    signals.after_setup_logger.connect(reformat, weak=False, dispatch_uid="chromasync.logs.logger")
     signals.after_setup_task_logger.connect(
-        after_setup_task_logger, weak=False, dispatch_uid="chromasync.logs.task_logger"
+        reformat, weak=False, dispatch_uid="chromasync.logs.task_logger"
     )
     signals.task_postrun.connect(task_postrun, weak=False, dispatch_uid="chromasync.logs.postrun")

@@ -21,17 +21,14 @@ MAX_RECEIVE_COUNT = 10
 MAX_MESSAGE_BYTES = 262_144
 
 
-def ensure_queues(
-    settings: Settings, client: Any | None = None, visibility_timeout: int | None = None
-) -> dict[str, str]:
+def ensure_queues(settings: Settings, client: Any | None = None) -> dict[str, str]:
     """Create each collection's queue and dead-letter queue; return name → URL.
 
     The visibility timeout is ``CHROMASYNC_VISIBILITY_TIMEOUT`` (the same value
     the workers' kombu transport uses), set on the queue itself: SQS hides a
     received message for the *queue's* timeout.
     """
-    if visibility_timeout is None:
-        visibility_timeout = settings.visibility_timeout
+    visibility_timeout = settings.visibility_timeout
     import boto3
 
     sqs = client or boto3.client("sqs", **settings.aws.client_kwargs())

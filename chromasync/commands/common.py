@@ -1,9 +1,14 @@
-"""What several subcommands share: stopping on signals."""
+"""What several subcommands share: exit statuses and stopping on signals."""
 
 from __future__ import annotations
 
 import signal
 import threading
+
+#: Exit status for bad configuration or usage.
+EXIT_CONFIG = 2
+#: Exit status when a service (SQS, DynamoDB, Redis, Chroma) cannot be reached.
+EXIT_UNAVAILABLE = 3
 
 
 def stop_on_signals() -> threading.Event:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+from chromasync.commands.common import EXIT_CONFIG
 from producers.config import Settings
 
 
@@ -55,7 +56,7 @@ def _queues(args: argparse.Namespace) -> tuple[Settings, Any, list[str]]:
                 f"CHROMASYNC_COLLECTIONS names {collections}",
                 file=sys.stderr,
             )
-            raise SystemExit(2)
+            raise SystemExit(EXIT_CONFIG)
         collections = [args.collection]
     return settings, DeadLetterQueues(settings), collections
 
@@ -146,7 +147,7 @@ def cmd_redrive(args: argparse.Namespace) -> int:
 def cmd_purge(args: argparse.Namespace) -> int:
     if not args.yes:
         print("chromasync: purge deletes dead letters for good; add --yes", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
     deleted = 0
     for collection, queues, received in _letters(args, take=True):
         queues.delete(collection, received)

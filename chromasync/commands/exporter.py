@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from chromasync.commands.common import stop_on_signals
+from chromasync.commands.common import EXIT_CONFIG, stop_on_signals
 
 if TYPE_CHECKING:
     from prometheus_client.core import Metric
@@ -33,8 +33,6 @@ log = logging.getLogger(__name__)
 DEFAULT_PORT = 9808
 #: Address the exporter listens on; 127.0.0.1 unless it is scraped from another machine.
 DEFAULT_ADDRESS = "127.0.0.1"
-#: Exit status when the port cannot be bound.
-EXIT_USAGE = 2
 
 
 def register(sub: Any) -> None:
@@ -67,7 +65,7 @@ class ChromasyncCollector:
         self.settings = settings
         self.sqs = status.sqs_client(settings.shared)
         self.metrics: MetricsStore | None = MetricsStore.from_env()
-        self.locks, self.lock_where = status.lock_backend(settings)
+        self.locks, _where = status.lock_backend(settings)
         self.progress = status.progress_store(settings)
 
     def collect(self) -> Iterator[Metric]:
@@ -239,7 +237,7 @@ def main(args: argparse.Namespace) -> int:
             f"chromasync exporter: cannot listen on {args.address}:{args.port}: {reason}",
             file=sys.stderr,
         )
-        return EXIT_USAGE
+        return EXIT_CONFIG
     print(f"chromasync exporter: serving http://{args.address}:{args.port}/metrics", flush=True)
     stop = stop_on_signals()
     while not stop.wait(1.0):

@@ -21,8 +21,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-#: Exit status when the command is misconfigured (as ``chromasync`` uses elsewhere).
-EXIT_CONFIG = 2
+from chromasync.commands.common import EXIT_CONFIG
 
 USER_ENV = "CHROMASYNC_FLOWER_USER"
 PASSWORD_ENV = "CHROMASYNC_FLOWER_PASSWORD"

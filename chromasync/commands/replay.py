@@ -8,6 +8,8 @@ import stat
 import sys
 from typing import IO, Any
 
+from chromasync.commands.common import EXIT_CONFIG
+
 #: Exit status when some record could not be published (or quarantined).
 EXIT_NOT_PUBLISHED = 1
 
@@ -69,7 +71,7 @@ def main(args: argparse.Namespace) -> int:
         stream: IO[bytes] = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")  # noqa: SIM115
     except OSError as exc:
         print(f"chromasync replay: cannot read {name}: {exc.strerror}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
     bar = ProgressBar(sys.stderr, "replay") if sys.stderr.isatty() else None
     try:
         report = replayer.run(read_input(stream, _size(stream)), bar.update if bar else None)

@@ -3,7 +3,7 @@
 Each part asks its own service (SQS, the lock store, the metrics Redis) with
 short timeouts; a service that does not answer gets one line naming it and
 what went wrong, the other parts are still shown, and the exit status is 3
-(:data:`chromasync.cli.EXIT_UNAVAILABLE`). The probes are also what
+(:data:`chromasync.commands.common.EXIT_UNAVAILABLE`). The probes are also what
 ``chromasync exporter`` reads at scrape time.
 """
 
@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from chromasync.commands.common import EXIT_UNAVAILABLE
+
 if TYPE_CHECKING:
     from producers.config import Settings
     from tasks.config import WorkerSettings
@@ -23,8 +25,6 @@ if TYPE_CHECKING:
     from tasks.metrics import MetricsStore
     from tasks.progress import AppliedBatch, ProgressStore
 
-#: Exit status when a service could not be asked (same as chromasync.cli.EXIT_UNAVAILABLE).
-EXIT_UNAVAILABLE = 3
 #: Seconds to connect to / wait for any service; status must answer quickly.
 PROBE_TIMEOUT = 2.0
 #: SQS error codes meaning "no such queue" (not created yet), not an outage.
@@ -90,16 +90,21 @@ def probe(service: str, call: Callable[[], T]) -> T | Unreachable:
         return Unreachable(service, _error_text(exc))
 
 
-def sqs_client(settings: Settings) -> Any:
-    import boto3
+def probe_config() -> Any:
+    """botocore settings for a probe: short timeouts, one retry (status must answer quickly)."""
     from botocore.config import Config
 
-    config = Config(
+    return Config(
         connect_timeout=PROBE_TIMEOUT,
         read_timeout=PROBE_TIMEOUT * 2,
         retries={"mode": "standard", "max_attempts": 2},
     )
-    return boto3.client("sqs", config=config, **settings.aws.client_kwargs())
+
+
+def sqs_client(settings: Settings) -> Any:
+    import boto3
+
+    return boto3.client("sqs", config=probe_config(), **settings.aws.client_kwargs())
 
 
 def sqs_where(settings: Settings) -> str:
@@ -108,14 +113,14 @@ def sqs_where(settings: Settings) -> str:
 
 def queue_names(settings: Settings) -> list[tuple[str, str | None, str]]:
     """(name, collection, kind) of every queue the system uses, the quarantine last."""
-    from producers.quarantine import QUARANTINE_SUFFIX
+    from producers.quarantine import Quarantine
 
     names: list[tuple[str, str | None, str]] = []
     for collection in settings.collections:
         names.append((settings.sqs_queue_name(collection), collection, "queue"))
     for collection in settings.collections:
         names.append((settings.dlq_name(collection), collection, "dead_letter"))
-    names.append((f"{settings.queue_prefix}{QUARANTINE_SUFFIX}", None, "quarantine"))
+    names.append((Quarantine(settings).queue_name, None, "quarantine"))
     return names
 
 
@@ -158,8 +163,6 @@ def lock_backend(settings: WorkerSettings) -> tuple[LockBackend, str]:
     """A read-only view of the lock store (never creates the DynamoDB table), and its name."""
     from urllib.parse import urlsplit
 
-    from botocore.config import Config
-
     from tasks.locks import DynamoDBLockBackend, RedisLockBackend, lock_backend_from_url
     from tasks.locks.backends.redis import redact_url
 
@@ -170,13 +173,8 @@ def lock_backend(settings: WorkerSettings) -> tuple[LockBackend, str]:
         backend: LockBackend = RedisLockBackend(url, socket_timeout=PROBE_TIMEOUT, retries=0)
         return backend, f"Redis lock store at {redact_url(url)}"
     if scheme == "dynamodb" and parts.netloc and parts.path in ("", "/"):
-        config = Config(
-            connect_timeout=PROBE_TIMEOUT,
-            read_timeout=PROBE_TIMEOUT * 2,
-            retries={"mode": "standard", "max_attempts": 2},
-        )
         aws = settings.shared.aws
-        dynamo = DynamoDBLockBackend(parts.netloc, aws, config=config)
+        dynamo = DynamoDBLockBackend(parts.netloc, aws, config=probe_config())
         where = aws.endpoint_url or f"AWS {aws.region}"
         return dynamo, f"DynamoDB lock table {parts.netloc!r} at {where}"
     return lock_backend_from_url(url, settings.shared.aws), redact_url(url)  # raises ConfigError
@@ -193,46 +191,40 @@ def _missing_table(exc: BaseException) -> bool:
     return False
 
 
-def lock_infos(backend: LockBackend, collections: Sequence[str]) -> dict[str, LockInfo | None]:
-    """Holder and lease of each collection's lock; None when the lock table is not there yet."""
-    from tasks.lease import lock_name
-
-    infos: dict[str, LockInfo | None] = {}
+def _per_collection(
+    collections: Sequence[str], read: Callable[[str], T | None]
+) -> dict[str, T | None]:
+    """``read`` of each collection; None where the DynamoDB table is not there yet."""
+    out: dict[str, T | None] = {}
     for collection in collections:
         try:
-            infos[collection] = backend.info(lock_name(collection))
-        except Exception as exc:
-            if not _missing_table(exc):
-                raise
-            infos[collection] = None
-    return infos
-
-
-def progress_store(settings: WorkerSettings) -> ProgressStore:
-    from botocore.config import Config
-
-    from tasks.progress import progress_store_from_url
-
-    config = Config(
-        connect_timeout=PROBE_TIMEOUT,
-        read_timeout=PROBE_TIMEOUT * 2,
-        retries={"mode": "standard", "max_attempts": 2},
-    )
-    return progress_store_from_url(settings.lock_url, settings.shared.aws, PROBE_TIMEOUT, config)
-
-
-def last_applied(
-    store: ProgressStore, collections: Sequence[str]
-) -> dict[str, AppliedBatch | None]:
-    out: dict[str, AppliedBatch | None] = {}
-    for collection in collections:
-        try:
-            out[collection] = store.last(collection)
+            out[collection] = read(collection)
         except Exception as exc:
             if not _missing_table(exc):
                 raise
             out[collection] = None
     return out
+
+
+def lock_infos(backend: LockBackend, collections: Sequence[str]) -> dict[str, LockInfo | None]:
+    """Holder and lease of each collection's lock; None when the lock table is not there yet."""
+    from tasks.lease import lock_name
+
+    return _per_collection(collections, lambda collection: backend.info(lock_name(collection)))
+
+
+def progress_store(settings: WorkerSettings) -> ProgressStore:
+    from tasks.progress import progress_store_from_url
+
+    return progress_store_from_url(
+        settings.lock_url, settings.shared.aws, PROBE_TIMEOUT, probe_config()
+    )
+
+
+def last_applied(
+    store: ProgressStore, collections: Sequence[str]
+) -> dict[str, AppliedBatch | None]:
+    return _per_collection(collections, store.last)
 
 
 def metrics_store() -> MetricsStore | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from chromasync.commands.common import EXIT_CONFIG
+
 
 def register(sub: Any) -> None:
     verify = sub.add_parser(
@@ -39,7 +41,7 @@ def main(args: argparse.Namespace) -> int:
                 f"chromasync: unknown collection {args.collection!r}; "
                 f"CHROMASYNC_COLLECTIONS names {list(shared.collections)}"
             )
-            return 2
+            return EXIT_CONFIG
     verifier = Verifier(
         TableReader(shared.aws, shared.table), chroma_target_from_settings(settings), roles
     )
