@@ -38,11 +38,9 @@ class NullPublisher(Publisher):
 
     def __init__(self, settings: Settings) -> None:  # no Celery app, no broker
         self.settings = settings
-        self.payloads = 0
 
     def publish(self, batch: ChangeBatch) -> Published:
         batch.to_payload()
-        self.payloads += 1
         return Published(
             batch.batch_id,
             batch.collection,

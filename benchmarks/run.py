@@ -19,6 +19,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from benchmarks.baseline_producer import per_message_queues
 from benchmarks.lag import measure_lag
 from benchmarks.moto_probe import probe_moto
 from benchmarks.producer_cpu import capture_records, measure_producer
@@ -162,7 +163,7 @@ def run_bench(
         report.sections["lag"] = lags
         stack.stop_workers()
 
-        per_message = stack.per_message_settings()
+        per_message = per_message_queues(stack.settings)
         from chromasync.provision import ensure_queues
 
         ensure_queues(per_message)

@@ -378,12 +378,6 @@ class BenchStack:
 
     # -- teardown --------------------------------------------------------------------------
 
-    def per_message_settings(self) -> Settings:
-        """Settings whose queues are the per-message baseline's (same prefix, other names)."""
-        from benchmarks.baseline_producer import per_message_queues
-
-        return per_message_queues(self.settings)
-
     def close(self) -> None:
         self.stop_workers()
         if self._target is not None:

@@ -13,7 +13,7 @@ phase never passes for an earlier one.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -30,17 +30,14 @@ from producers.entities import (
 Role = Literal["lines", "words"]
 OpKind = Literal["word_edit", "line_edit", "label", "merchant", "delete_word", "merge"]
 
-#: Kinds that touch one embedding per collection: the single-embedding workload.
-SINGLE_KINDS: tuple[OpKind, ...] = ("label", "line_edit", "word_edit")
-
 
 @dataclass(frozen=True)
 class Expect:
-    """One thing Chroma must show: ``key == value``, ``value in key``, or presence."""
+    """One thing Chroma must show: ``key == value``, ``value in key``, or absence."""
 
     role: Role
     embedding_id: str
-    mode: Literal["eq", "contains", "absent", "present"]
+    mode: Literal["eq", "contains", "absent"]
     key: str | None = None
     value: Any = None
 
@@ -49,8 +46,6 @@ class Expect:
             return metadata is None
         if metadata is None:
             return False
-        if self.mode == "present":
-            return True
         assert self.key is not None
         got = metadata.get(self.key)
         if self.mode == "eq":
@@ -68,15 +63,18 @@ class TableOp:
     #: Key to delete, or None for a put.
     delete: dict[str, str] | None
     expects: tuple[Expect, ...]
-    #: Embeddings this write asks Chroma to change (both collections).
-    embeddings: int
     #: Where the benchmark polls for the write's visibility (lag sampling).
     probe: Expect | None = None
+
+    @property
+    def embeddings(self) -> int:
+        """Embeddings this write asks Chroma to change (both collections)."""
+        return len(self.expects)
 
     def probe_only(self) -> TableOp:
         """The same write, expected in its probe's embedding only (one per record)."""
         expects = (self.probe,) if self.probe is not None else ()
-        return TableOp(self.kind, self.put, self.delete, expects, len(expects), self.probe)
+        return TableOp(self.kind, self.put, self.delete, expects, self.probe)
 
 
 def bench_receipts(count: int, first: int = 0) -> list[ReceiptSpec]:
@@ -99,14 +97,39 @@ def embeddings_of(spec: ReceiptSpec) -> int:
     return spec.lines + spec.lines * spec.words_per_line
 
 
+def _merchant_expects(
+    spec: ReceiptSpec, word_keys: Iterable[tuple[int, int]], name: str
+) -> tuple[Expect, ...]:
+    """The merchant name on every line of the receipt and on each of ``word_keys``."""
+    lines = [
+        Expect(
+            "lines",
+            line_embedding_id(spec.image_id, spec.receipt_id, lid),
+            "eq",
+            "merchant_name",
+            name,
+        )
+        for lid in spec.line_ids()
+    ]
+    words = [
+        Expect(
+            "words",
+            word_embedding_id(spec.image_id, spec.receipt_id, lid, wid),
+            "eq",
+            "merchant_name",
+            name,
+        )
+        for lid, wid in word_keys
+    ]
+    return (*lines, *words)
+
+
 @dataclass
 class WorkloadBuilder:
     """Draws workloads over seeded receipts; remembers deletions so no op targets them later."""
 
     receipts: list[ReceiptSpec]
     seed: int = 7
-    #: Receipts whose items are in the table but whose embeddings arrive by delta merge.
-    staged: list[tuple[ReceiptSpec, int]] = field(default_factory=list)
     deleted: set[tuple[int, int, int]] = field(default_factory=set)
     rng: random.Random = field(init=False)
 
@@ -148,7 +171,7 @@ class WorkloadBuilder:
         )
         eid = word_embedding_id(spec.image_id, spec.receipt_id, lid, wid)
         expect = Expect("words", eid, "eq", "text", text)
-        return TableOp("word_edit", item, None, (expect,), 1, expect)
+        return TableOp("word_edit", item, None, (expect,), expect)
 
     def line_edit(self, index: int, lid: int, tag: str) -> TableOp:
         spec = self.receipts[index]
@@ -158,7 +181,7 @@ class WorkloadBuilder:
         )
         eid = line_embedding_id(spec.image_id, spec.receipt_id, lid)
         expect = Expect("lines", eid, "eq", "text", text)
-        return TableOp("line_edit", item, None, (expect,), 1, expect)
+        return TableOp("line_edit", item, None, (expect,), expect)
 
     def label(self, index: int, lid: int, wid: int, tag: str) -> TableOp:
         """A new validated label on a word: its summary and its line's summary change."""
@@ -189,7 +212,7 @@ class WorkloadBuilder:
             "valid_labels",
             marker,
         )
-        return TableOp("label", item, None, (word, line), 2, word)
+        return TableOp("label", item, None, (word, line), word)
 
     def merchant(self, index: int, edition: int) -> TableOp:
         spec = self.receipts[index]
@@ -200,28 +223,8 @@ class WorkloadBuilder:
             "TYPE": "RECEIPT_METADATA",
             **fields,
         }
-        name = fields["merchant_name"]
-        expects = [
-            Expect(
-                "lines",
-                line_embedding_id(spec.image_id, spec.receipt_id, lid),
-                "eq",
-                "merchant_name",
-                name,
-            )
-            for lid in spec.line_ids()
-        ]
-        expects += [
-            Expect(
-                "words",
-                word_embedding_id(spec.image_id, spec.receipt_id, lid, wid),
-                "eq",
-                "merchant_name",
-                name,
-            )
-            for lid, wid in self._words(index)
-        ]
-        return TableOp("merchant", item, None, tuple(expects), len(expects), expects[0])
+        expects = _merchant_expects(spec, self._words(index), fields["merchant_name"])
+        return TableOp("merchant", item, None, expects, expects[0])
 
     def delete_word(self, index: int, lid: int, wid: int) -> TableOp:
         spec = self.receipts[index]
@@ -229,7 +232,7 @@ class WorkloadBuilder:
         key = {"PK": image_pk(spec.image_id), "SK": word_sk(spec.receipt_id, lid, wid)}
         eid = word_embedding_id(spec.image_id, spec.receipt_id, lid, wid)
         expect = Expect("words", eid, "absent")
-        return TableOp("delete_word", None, key, (expect,), 1, expect)
+        return TableOp("delete_word", None, key, (expect,), expect)
 
     def merge(
         self, spec: ReceiptSpec, index: int, run_id: str, prefixes: dict[str, str]
@@ -241,28 +244,8 @@ class WorkloadBuilder:
             "TYPE": "COMPACTION_RUN",
             **{f"{role}_delta_prefix": prefix for role, prefix in prefixes.items()},
         }
-        name = merchant_fields(index)["merchant_name"]
-        expects = [
-            Expect(
-                "lines",
-                line_embedding_id(spec.image_id, spec.receipt_id, lid),
-                "eq",
-                "merchant_name",
-                name,
-            )
-            for lid in spec.line_ids()
-        ]
-        expects += [
-            Expect(
-                "words",
-                word_embedding_id(spec.image_id, spec.receipt_id, lid, wid),
-                "eq",
-                "merchant_name",
-                name,
-            )
-            for lid, wid in spec.word_keys()
-        ]
-        return TableOp("merge", item, None, tuple(expects), len(expects), expects[0])
+        expects = _merchant_expects(spec, spec.word_keys(), merchant_fields(index)["merchant_name"])
+        return TableOp("merge", item, None, expects, expects[0])
 
     # -- workloads -------------------------------------------------------------------------
 
@@ -333,7 +316,7 @@ def _without_stale(ops: list[TableOp]) -> list[TableOp]:
             continue
         kept = tuple(e for e in op.expects if (e.role, e.embedding_id) not in absent)
         probe = op.probe if op.probe in kept else (kept[0] if kept else None)
-        out.append(TableOp(op.kind, op.put, op.delete, kept, len(kept), probe))
+        out.append(TableOp(op.kind, op.put, op.delete, kept, probe))
     return out
 
 
