@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from chromasync.local import MotoServer, free_port, redis_answers, wait_for  # noqa: E402
+from chromasync.local import MotoServer, RedisServer, free_port, wait_for  # noqa: E402
 from chromasync.seed import demo_receipts, merchant_fields  # noqa: E402
 from producers.entities import image_pk, receipt_sk  # noqa: E402
 from tests.stack import Stack  # noqa: E402
@@ -70,14 +70,8 @@ def main() -> int:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="flower-shot-"))
-    redis_port = free_port()
-    redis_server = subprocess.Popen(
-        ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", ""]
-        + ["--appendonly", "no", "--dir", str(work)],
-        stdout=subprocess.DEVNULL,
-    )
-    events_url = f"redis://127.0.0.1:{redis_port}/0"
-    wait_for(lambda: redis_answers(events_url), 10, what="redis-server")
+    redis_server = RedisServer.start(work)
+    events_url = redis_server.url
     moto = MotoServer.start(log=work / "moto.log")
     suffix = uuid.uuid4().hex[:8]
     env = {
@@ -136,8 +130,7 @@ def main() -> int:
         flower.wait(10)
         stack.stop()
         moto.stop()
-        redis_server.terminate()
-        redis_server.wait(10)
+        redis_server.stop()
 
 
 if __name__ == "__main__":

@@ -205,7 +205,6 @@ def chroma_root(directory: Path, source: str, uploading: bool) -> Path:
     raise InvalidDelta(f"{source} holds several Chroma directories: {folders}")
 
 
-
 class S3DeltaMerger:
     """Merges COMPACTION_RUN deltas from S3; one instance per worker process."""
 

@@ -97,7 +97,6 @@ DELETE_BATCH = 1000
 _T = TypeVar("_T")
 
 
-
 @dataclass
 class StoredVersion:
     """The objects of one version as listed (no manifest read)."""
