@@ -146,6 +146,16 @@ class Stack:
                     return False
         return True
 
+    def wait_edition(
+        self, receipts: list[ReceiptSpec], edition: int, timeout: float, what: str
+    ) -> None:
+        """Poll until every embedding of the receipts shows ``edition`` (:meth:`at_edition`)."""
+        wait_for(lambda: self.at_edition(receipts, edition), timeout, interval=0.5, what=what)
+
+    def wait_drained(self, timeout: float = 30, what: str = "queues to drain") -> None:
+        """Poll until every queue and dead-letter queue is empty."""
+        wait_for(lambda: self.queues_empty(include_dlq=True), timeout, interval=0.5, what=what)
+
     @contextmanager
     def running(self, receipts: list[ReceiptSpec]) -> Iterator[StreamPoller]:
         """Seed the receipts, start one worker per collection and the poller; stop them after."""

@@ -8,7 +8,6 @@ from typing import Any
 
 import boto3
 
-from chromasync.local import wait_for
 from chromasync.seed import demo_receipts, merchant_fields
 from producers.entities import image_pk, line_sk, receipt_sk, word_sk
 from producers.pipeline import StreamProcessor
@@ -85,12 +84,7 @@ def test_duplicated_reversed_and_replayed_stream_converges_to_the_table(stack: S
     # 3. the whole stream replayed twice
     processor.process(records)
     processor.process(records)
-    wait_for(
-        lambda: stack.queues_empty(include_dlq=True),
-        120,
-        interval=0.5,
-        what="every task to be applied",
-    )
+    stack.wait_drained(120, what="every task to be applied")
     result = stack.cli("verify")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no drift" in result.stdout

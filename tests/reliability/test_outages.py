@@ -52,18 +52,8 @@ def test_redis_outage_pauses_work_then_it_completes(
             )
             assert not stack.at_edition(RECEIPTS, 1)
             lock_redis = RedisServer.start(tmp_path, port=lock_redis.port)
-            wait_for(
-                lambda: stack.at_edition(RECEIPTS, 1),
-                90,
-                interval=0.5,
-                what="the edits after Redis came back",
-            )
-            wait_for(
-                lambda: stack.queues_empty(include_dlq=True),
-                30,
-                interval=0.5,
-                what="queues to drain",
-            )
+            stack.wait_edition(RECEIPTS, 1, 90, "the edits after Redis came back")
+            stack.wait_drained()
     finally:
         stack.stop()
         lock_redis.stop()
@@ -84,25 +74,10 @@ def test_aws_endpoint_outage_pauses_work_then_it_completes(
                 assert all(w.alive() for w in stack.workers)
             finally:
                 os.kill(moto_server.process.pid, signal.SIGCONT)
-            wait_for(
-                lambda: stack.at_edition(RECEIPTS, 1),
-                120,
-                interval=0.5,
-                what="the edits after the endpoint came back",
-            )
+            stack.wait_edition(RECEIPTS, 1, 120, "the edits after the endpoint came back")
             stack.edit_merchants(RECEIPTS, 2)
-            wait_for(
-                lambda: stack.at_edition(RECEIPTS, 2),
-                60,
-                interval=0.5,
-                what="later edits, once recovered",
-            )
-            wait_for(
-                lambda: stack.queues_empty(include_dlq=True),
-                30,
-                interval=0.5,
-                what="queues to drain",
-            )
+            stack.wait_edition(RECEIPTS, 2, 60, "later edits, once recovered")
+            stack.wait_drained()
     finally:
         stack.stop()
 
@@ -126,18 +101,8 @@ def test_chroma_server_restart_pauses_work_then_it_completes(
                 what="the workers to meet the outage",
             )
             server = ChromaServer.start(path, port=server.port, log=tmp_path / "chroma.log")
-            wait_for(
-                lambda: stack.at_edition(RECEIPTS, 1),
-                90,
-                interval=0.5,
-                what="the edits after Chroma came back",
-            )
-            wait_for(
-                lambda: stack.queues_empty(include_dlq=True),
-                30,
-                interval=0.5,
-                what="queues to drain",
-            )
+            stack.wait_edition(RECEIPTS, 1, 90, "the edits after Chroma came back")
+            stack.wait_drained()
     finally:
         stack.stop()
         server.stop()
