@@ -24,9 +24,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from producers.changes import Detected, detect
 from producers.config import Settings
-from producers.contract import ChangeBatch
-from producers.pipeline import StreamProcessor
+from producers.contract import Change, ChangeBatch
+from producers.decoding import decode_record
+from producers.packing import Routed, pack, sized
+from producers.pipeline import StreamProcessor, collection_for
 from producers.publishing import Published, Publisher
 
 #: Records per ``process`` call, as the poller reads them (GetRecords' maximum).
@@ -57,6 +60,8 @@ class ProducerCpuResult:
     repeats: int
     bare_seconds: float
     producer_seconds: float
+    #: Microseconds per record of each step of the producer, timed alone (:func:`stage_costs`).
+    stages: dict[str, float]
 
     @property
     def bare_records_per_second(self) -> float:
@@ -117,11 +122,19 @@ def bare_loop(records: Sequence[dict[str, Any]]) -> int:
     return decoded
 
 
-def _timed(run: Callable[[], Any]) -> float:
+def _timed(run: Callable[[], Any], paused: bool = False) -> float:
+    """Seconds ``run`` takes; ``paused``: with the cyclic collector off (as for a page)."""
     gc.collect()
-    began = time.perf_counter()
-    run()
-    return time.perf_counter() - began
+    was_enabled = gc.isenabled()
+    if paused:
+        gc.disable()
+    try:
+        began = time.perf_counter()
+        run()
+        return time.perf_counter() - began
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 #: Records each timed loop runs over at least: the run's records, repeated. A loop
@@ -161,7 +174,60 @@ def measure_producer(
         repeats,
         min(bare),
         min(produced),
+        stage_costs(settings, records, repeats),
     )
+
+
+#: The producer's steps as :func:`stage_costs` times them, in pipeline order:
+#: decoding a record; recognising its entity and diffing its images (``detect``
+#: without the model); building and validating the contract's ``Change``;
+#: bounding its serialised size; packing the changes of a page into batches;
+#: dumping each batch's payload. ``bare loop`` is the baseline, per record.
+STAGES = ("decode", "detect", "validate", "size", "pack", "payload", "bare loop")
+
+
+def stage_costs(
+    settings: Settings, records: Sequence[dict[str, Any]], repeats: int = 5
+) -> dict[str, float]:
+    """Microseconds per record of each of :data:`STAGES`, each timed alone (best of ``repeats``).
+
+    Each step runs over what the step before made (computed once, untimed), by
+    the same functions :class:`StreamProcessor` calls. ``validate`` builds each
+    ``Change`` again from what ``detect`` gives it, and ``detect`` is reported
+    without it. The steps' sum falls short of the whole ``process`` by the
+    pipeline's own bookkeeping (sequence numbers, routing, the report).
+    """
+    decoded = [decode_record(raw) for raw in records]
+    detected = [d for d in (detect(r, settings) for r in decoded) if isinstance(d, Detected)]
+    fields = [
+        {
+            **{name: getattr(d.change, name) for name in Change.model_fields},
+            "keys": d.change.keys.model_dump(exclude_none=True),
+            "new_image": None,
+        }
+        for d in detected
+    ]
+    routed = [
+        Routed(collection_for(settings, role), d.change, sized(d.change)[1])
+        for d in detected
+        for role in d.roles
+    ]
+    # Pages of routed changes as the pipeline packs them: those of PAGE records.
+    per_page = max(1, round(len(routed) * PAGE / len(records)))
+    pages = [routed[i : i + per_page] for i in range(0, len(routed), per_page)]
+    batches = [b for page in pages for b in pack(page, settings.max_changes_per_task)]
+    steps: dict[str, Callable[[], Any]] = {
+        "decode": lambda: [decode_record(raw) for raw in records],
+        "detect": lambda: [detect(r, settings) for r in decoded],
+        "validate": lambda: [Change(**f) for f in fields],
+        "size": lambda: [sized(d.change) for d in detected],
+        "pack": lambda: [pack(page, settings.max_changes_per_task) for page in pages],
+        "payload": lambda: [batch.to_payload() for batch in batches],
+        "bare loop": lambda: bare_loop(records),
+    }
+    best = {name: min(_timed(step, True) for _ in range(repeats)) for name, step in steps.items()}
+    best["detect"] = max(0.0, best["detect"] - best["validate"])
+    return {name: best[name] * 1e6 / len(records) for name in STAGES}
 
 
 def modify_records(receipts: int) -> list[dict[str, Any]]:
@@ -222,6 +288,20 @@ def main() -> None:
         f"{result.producer_records_per_second:,.0f} records/s "
         f"({result.bare_seconds / result.producer_seconds:.2f} x)"
     )
+    print(f"per record: {format_stages(result.to_json())}")
+
+
+def format_stages(result: dict[str, Any]) -> str:
+    """Each step's microseconds per record, their sum and the whole producer's.
+
+    ``result`` is :meth:`ProducerCpuResult.to_json` (what the report keeps).
+    """
+    stages = result["stages"]
+    steps = [f"{name} {stages[name]:.1f}" for name in STAGES if name != "bare loop"]
+    total = sum(stages[name] for name in STAGES if name != "bare loop")
+    whole = result["producer_seconds"] * 1e6 / result["records"]
+    bare = stages["bare loop"]
+    return f"{', '.join(steps)} (sum {total:.1f}, whole {whole:.1f}; bare loop {bare:.1f}) µs"
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.producer_cpu import format_stages
+
 #: Section names every report's JSON holds (the smoke test checks them).
 SECTIONS = (
     "machine",
@@ -178,6 +180,7 @@ class BenchReport:
             f"{'producer, CPU only (records/s)':<44}{'bare loop':>12}{'chromasync':>12}",
             f"{records:<44}{cpu['bare_records_per_second']:>12,.0f}"
             f"{cpu['producer_records_per_second']:>12,.0f}",
+            f"  per record, each step alone: {format_stages(cpu)}",
         ]
         moto = s["moto"]
         out += [

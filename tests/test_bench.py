@@ -52,6 +52,7 @@ def test_smoke_run_writes_every_section(tmp_path: Path) -> None:
     assert len(report["targets"]) == 5
     assert all(isinstance(t["met"], bool) for t in report["targets"])
     assert "ratios and targets" in done.stdout
+    assert "per record, each step alone: decode" in done.stdout
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -62,7 +63,7 @@ def test_smoke_run_writes_every_section(tmp_path: Path) -> None:
 
 def test_the_producer_comparison_runs_without_servers() -> None:
     """``python -m benchmarks.producer_cpu``: MODIFY records built in-process, both loops."""
-    from benchmarks.producer_cpu import measure_producer, modify_records
+    from benchmarks.producer_cpu import STAGES, measure_producer, modify_records
     from producers.config import Settings
 
     records = modify_records(2)
@@ -71,3 +72,7 @@ def test_the_producer_comparison_runs_without_servers() -> None:
     # Every record is one of ours with a monitored change: each becomes one change.
     assert result.changes == result.records >= 10_000
     assert result.bare_seconds > 0 and result.producer_seconds > 0
+    # Each step timed alone; detect is reported net of the validation it includes.
+    assert list(result.stages) == list(STAGES)
+    assert all(result.stages[name] > 0 for name in STAGES if name != "detect")
+    assert result.stages["detect"] >= 0
