@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from producers.config import Settings
@@ -83,24 +84,82 @@ def ensure_table(settings: Settings, client: Any | None = None) -> str:
     return str(table["LatestStreamArn"])
 
 
-def queue_depths(settings: Settings, client: Any | None = None) -> dict[str, tuple[int, int]]:
-    """(visible, in flight) messages of every queue and dead-letter queue, by queue name."""
+#: Error codes SQS (and moto) answer for a queue that does not exist.
+MISSING_QUEUE_CODES = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    """One queue's message counts, from its SQS attributes (approximate, as SQS says)."""
+
+    name: str
+    collection: str | None
+    #: ``queue``, ``dead_letter`` or ``quarantine``.
+    kind: str
+    exists: bool
+    visible: int = 0
+    in_flight: int = 0
+    delayed: int = 0
+
+    @property
+    def empty(self) -> bool:
+        """No message waiting, received or delayed (a queue not created holds none)."""
+        return self.visible == self.in_flight == self.delayed == 0
+
+
+def queue_names(settings: Settings) -> list[tuple[str, str | None, str]]:
+    """(name, collection, kind) of every queue the system uses, the quarantine last."""
+    from producers.quarantine import Quarantine
+
+    names: list[tuple[str, str | None, str]] = []
+    for collection in settings.collections:
+        names.append((settings.sqs_queue_name(collection), collection, "queue"))
+    for collection in settings.collections:
+        names.append((settings.dlq_name(collection), collection, "dead_letter"))
+    names.append((Quarantine(settings).queue_name, None, "quarantine"))
+    return names
+
+
+def queue_depths(settings: Settings, client: Any | None = None) -> list[QueueDepth]:
+    """Depth of every queue from its SQS attributes; a queue not created yet says so."""
     import boto3
+    from botocore.exceptions import ClientError
 
     sqs = client or boto3.client("sqs", **settings.aws.client_kwargs())
-    depths: dict[str, tuple[int, int]] = {}
-    for collection in settings.collections:
-        for name in (settings.sqs_queue_name(collection), settings.dlq_name(collection)):
+    depths = []
+    for name, collection, kind in queue_names(settings):
+        try:
             url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
             attrs = sqs.get_queue_attributes(
                 QueueUrl=url,
                 AttributeNames=[
                     "ApproximateNumberOfMessages",
                     "ApproximateNumberOfMessagesNotVisible",
+                    "ApproximateNumberOfMessagesDelayed",
                 ],
             )["Attributes"]
-            depths[name] = (
-                int(attrs["ApproximateNumberOfMessages"]),
-                int(attrs["ApproximateNumberOfMessagesNotVisible"]),
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in MISSING_QUEUE_CODES:
+                depths.append(QueueDepth(name, collection, kind, exists=False))
+                continue
+            raise
+        depths.append(
+            QueueDepth(
+                name,
+                collection,
+                kind,
+                exists=True,
+                visible=int(attrs.get("ApproximateNumberOfMessages", 0)),
+                in_flight=int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0)),
+                delayed=int(attrs.get("ApproximateNumberOfMessagesDelayed", 0)),
             )
+        )
     return depths
+
+
+def queues_empty(
+    settings: Settings, client: Any | None = None, include_dead_letters: bool = False
+) -> bool:
+    """Every collection's task queue (and, if asked, its dead-letter queue) is empty."""
+    kinds = {"queue", "dead_letter"} if include_dead_letters else {"queue"}
+    return all(d.empty for d in queue_depths(settings, client) if d.kind in kinds)

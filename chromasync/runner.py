@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chromasync.provision import ensure_queues, queue_depths
+from chromasync.provision import ensure_queues, queues_empty
 from chromasync.workers import WorkerProcess
 from producers.checkpoints import checkpoint_store_from_env
 from producers.config import Settings
@@ -70,10 +70,7 @@ class RunningPipeline:
         self.check_workers()
         if self.poller is None or self.poller.stats.rounds == 0 or self.poller.busy:
             return False
-        depths = queue_depths(self.settings)
-        return all(
-            depths[self.settings.sqs_queue_name(c)] == (0, 0) for c in self.settings.collections
-        )
+        return queues_empty(self.settings)
 
     def check_workers(self) -> None:
         for worker in self.workers:

@@ -14,7 +14,7 @@ from typing import Any
 import boto3
 
 from chromasync.local import wait_for
-from chromasync.provision import ensure_queues, ensure_table, queue_depths
+from chromasync.provision import ensure_queues, ensure_table, queues_empty
 from chromasync.seed import ReceiptSpec, merchant_fields, seed_chroma, seed_table
 from chromasync.workers import WorkerProcess
 from producers.checkpoints import checkpoint_store_from_env
@@ -106,11 +106,7 @@ class Stack:
         )
 
     def queues_empty(self, include_dlq: bool = False) -> bool:
-        depths = queue_depths(self.settings, self.sqs)
-        names = [self.settings.sqs_queue_name(c) for c in self.settings.collections]
-        if include_dlq:
-            names += [self.settings.dlq_name(c) for c in self.settings.collections]
-        return all(depths[n] == (0, 0) for n in names)
+        return queues_empty(self.settings, self.sqs, include_dead_letters=include_dlq)
 
     def drain(self, poller: StreamPoller, timeout: float = 60) -> None:
         """Poll the stream until it is read to the end and the workers emptied the queues."""

@@ -1,14 +1,33 @@
-"""What several subcommands share: exit statuses and stopping on signals."""
+"""What several subcommands share: exit statuses, whole-number options, stopping on signals."""
 
 from __future__ import annotations
 
+import argparse
 import signal
 import threading
+from collections.abc import Callable
 
 #: Exit status for bad configuration or usage.
 EXIT_CONFIG = 2
 #: Exit status when a service (SQS, DynamoDB, Redis, Chroma) cannot be reached.
 EXIT_UNAVAILABLE = 3
+
+
+def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type`` for a whole number from ``low`` (to ``high``), with a clear error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if high is not None and not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be {low}..{high}, got {value}")
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    return parse
 
 
 def stop_on_signals() -> threading.Event:

@@ -147,7 +147,7 @@ class ChromasyncCollector:
     def _queues(self, out: list[Metric]) -> None:
         from prometheus_client.core import GaugeMetricFamily
 
-        from chromasync.commands.status import queue_depths
+        from chromasync.provision import queue_depths
 
         labels = ["queue", "collection", "kind"]
         gauges = {

@@ -6,21 +6,11 @@ import argparse
 from dataclasses import replace
 from typing import Any
 
-from chromasync.commands.common import stop_on_signals
+from chromasync.commands.common import stop_on_signals, whole_number
 
 #: The GetRecords API's maximum records per call (also the poller's default);
 #: spelled out here so that ``chromasync --help`` does not import Celery.
 GET_RECORDS_MAX = 1000
-
-
-def _batch_size(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 1 <= value <= GET_RECORDS_MAX:
-        raise argparse.ArgumentTypeError(f"must be 1..{GET_RECORDS_MAX}, got {value}")
-    return value
 
 
 def register(sub: Any) -> None:
@@ -40,7 +30,7 @@ def register(sub: Any) -> None:
     poll.add_argument("--once", action="store_true", help="one round over all shards, then exit")
     poll.add_argument(
         "--batch-size",
-        type=_batch_size,
+        type=whole_number(1, GET_RECORDS_MAX),
         default=GET_RECORDS_MAX,
         metavar="N",
         help=f"records read per GetRecords call and checkpointed together, 1..{GET_RECORDS_MAX} "

@@ -8,20 +8,10 @@ import stat
 import sys
 from typing import IO, Any
 
-from chromasync.commands.common import EXIT_CONFIG
+from chromasync.commands.common import EXIT_CONFIG, whole_number
 
 #: Exit status when some record could not be published (or quarantined).
 EXIT_NOT_PUBLISHED = 1
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def register(sub: Any) -> None:
@@ -37,7 +27,7 @@ def register(sub: Any) -> None:
     replay.add_argument("file", metavar="FILE", help="the records; - reads stdin")
     replay.add_argument(
         "--chunk-size",
-        type=_positive,
+        type=whole_number(1),
         default=None,
         metavar="N",
         help="records handed to the pipeline at once (default 500)",

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from chromasync.commands.common import EXIT_UNAVAILABLE
+from chromasync.provision import queue_depths
 
 if TYPE_CHECKING:
     from producers.config import Settings
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
 #: Seconds to connect to / wait for any service; status must answer quickly.
 PROBE_TIMEOUT = 2.0
 #: SQS error codes meaning "no such queue" (not created yet), not an outage.
-MISSING_QUEUE_CODES = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
 
 T = TypeVar("T")
 
@@ -44,18 +44,6 @@ def register(sub: Any) -> None:
 
 
 # -- probes (shared with chromasync exporter) ------------------------------------------------
-
-
-@dataclass(frozen=True)
-class QueueDepth:
-    name: str
-    collection: str | None
-    #: ``queue``, ``dead_letter`` or ``quarantine``.
-    kind: str
-    exists: bool
-    visible: int = 0
-    in_flight: int = 0
-    delayed: int = 0
 
 
 @dataclass
@@ -109,54 +97,6 @@ def sqs_client(settings: Settings) -> Any:
 
 def sqs_where(settings: Settings) -> str:
     return f"SQS at {settings.aws.endpoint_url or f'AWS {settings.aws.region}'}"
-
-
-def queue_names(settings: Settings) -> list[tuple[str, str | None, str]]:
-    """(name, collection, kind) of every queue the system uses, the quarantine last."""
-    from producers.quarantine import Quarantine
-
-    names: list[tuple[str, str | None, str]] = []
-    for collection in settings.collections:
-        names.append((settings.sqs_queue_name(collection), collection, "queue"))
-    for collection in settings.collections:
-        names.append((settings.dlq_name(collection), collection, "dead_letter"))
-    names.append((Quarantine(settings).queue_name, None, "quarantine"))
-    return names
-
-
-def queue_depths(settings: Settings, client: Any) -> list[QueueDepth]:
-    """Depth of every queue from its SQS attributes; a queue not created yet says so."""
-    from botocore.exceptions import ClientError
-
-    depths = []
-    for name, collection, kind in queue_names(settings):
-        try:
-            url = client.get_queue_url(QueueName=name)["QueueUrl"]
-            attrs = client.get_queue_attributes(
-                QueueUrl=url,
-                AttributeNames=[
-                    "ApproximateNumberOfMessages",
-                    "ApproximateNumberOfMessagesNotVisible",
-                    "ApproximateNumberOfMessagesDelayed",
-                ],
-            )["Attributes"]
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in MISSING_QUEUE_CODES:
-                depths.append(QueueDepth(name, collection, kind, exists=False))
-                continue
-            raise
-        depths.append(
-            QueueDepth(
-                name,
-                collection,
-                kind,
-                exists=True,
-                visible=int(attrs.get("ApproximateNumberOfMessages", 0)),
-                in_flight=int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0)),
-                delayed=int(attrs.get("ApproximateNumberOfMessagesDelayed", 0)),
-            )
-        )
-    return depths
 
 
 def lock_backend(settings: WorkerSettings) -> tuple[LockBackend, str]:

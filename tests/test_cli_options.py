@@ -1,0 +1,32 @@
+"""Whole-number options refuse what they cannot use, before anything is read or sent."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["poll", "--batch-size", "0"], "--batch-size: must be 1..1000, got 0"),
+        (["poll", "--batch-size", "1001"], "--batch-size: must be 1..1000, got 1001"),
+        (["poll", "--batch-size", "ten"], "--batch-size: 'ten' is not a whole number"),
+        (["replay", "--chunk-size", "0", "-"], "--chunk-size: must be at least 1, got 0"),
+        (["replay", "--chunk-size", "1.5", "-"], "--chunk-size: '1.5' is not a whole number"),
+    ],
+)
+def test_a_whole_number_option_out_of_range_is_a_usage_error(
+    args: list[str], message: str
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "chromasync.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        input="",
+    )
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr
