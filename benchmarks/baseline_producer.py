@@ -50,13 +50,13 @@ class PerMessageProcessor(StreamProcessor):
             message = {
                 "pk": record.keys["PK"],
                 "sk": record.keys["SK"],
-                "entity_type": change.entity_type.value,
+                "entity_type": str(change["entity_type"]),
                 "collection": collection_for(self.settings, role),
                 "collection_role": role.value,
-                "keys": change.keys.model_dump(),
+                "keys": dict(change["keys"]),
             }
             queue = collection_for(self.queues, role)
             app.send_task(APPLY_ONE_TASK, args=[message], queue=queue, retry=False)
             report.changes += 1
-            report.published.append(Published(change.event_id, message["collection"], queue, 1))
+            report.published.append(Published(change["event_id"], message["collection"], queue, 1))
         return report

@@ -26,7 +26,7 @@ from typing import Any
 
 from producers.changes import Detected, detect
 from producers.config import Settings
-from producers.contract import Change, ChangeBatch
+from producers.contract import ChangeBatch, WireBatch, wire_change
 from producers.decoding import decode_record
 from producers.packing import Routed, pack, sized
 from producers.pipeline import StreamProcessor, collection_for
@@ -42,7 +42,9 @@ class NullPublisher(Publisher):
     def __init__(self, settings: Settings) -> None:  # no Celery app, no broker
         self.settings = settings
 
-    def publish(self, batch: ChangeBatch) -> Published:
+    def publish(self, batch: WireBatch | ChangeBatch) -> Published:
+        if isinstance(batch, ChangeBatch):
+            batch = WireBatch.of(batch)
         batch.to_payload()
         return Published(
             batch.batch_id,
@@ -180,7 +182,7 @@ def measure_producer(
 
 #: The producer's steps as :func:`stage_costs` times them, in pipeline order:
 #: decoding a record; recognising its entity and diffing its images (``detect``
-#: without the model); building and validating the contract's ``Change``;
+#: without validation); validating the change against the contract;
 #: bounding its serialised size; packing the changes of a page into batches;
 #: dumping each batch's payload. ``bare loop`` is the baseline, per record.
 STAGES = ("decode", "detect", "validate", "size", "pack", "payload", "bare loop")
@@ -192,21 +194,14 @@ def stage_costs(
     """Microseconds per record of each of :data:`STAGES`, each timed alone (best of ``repeats``).
 
     Each step runs over what the step before made (computed once, untimed), by
-    the same functions :class:`StreamProcessor` calls. ``validate`` builds each
-    ``Change`` again from what ``detect`` gives it, and ``detect`` is reported
-    without it. The steps' sum falls short of the whole ``process`` by the
-    pipeline's own bookkeeping (sequence numbers, routing, the report).
+    the same functions :class:`StreamProcessor` calls. ``validate`` validates
+    each change ``detect`` made again, and ``detect`` is reported without it.
+    The steps' sum falls short of the whole ``process`` by the pipeline's own
+    bookkeeping (sequence numbers, routing, the report).
     """
     decoded = [decode_record(raw) for raw in records]
     detected = [d for d in (detect(r, settings) for r in decoded) if isinstance(d, Detected)]
-    fields = [
-        {
-            **{name: getattr(d.change, name) for name in Change.model_fields},
-            "keys": d.change.keys.model_dump(exclude_none=True),
-            "new_image": None,
-        }
-        for d in detected
-    ]
+    fields = [dict(d.change) for d in detected]
     routed = [
         Routed(collection_for(settings, role), d.change, sized(d.change)[1])
         for d in detected
@@ -219,7 +214,7 @@ def stage_costs(
     steps: dict[str, Callable[[], Any]] = {
         "decode": lambda: [decode_record(raw) for raw in records],
         "detect": lambda: [detect(r, settings) for r in decoded],
-        "validate": lambda: [Change(**f) for f in fields],
+        "validate": lambda: [wire_change(f) for f in fields],
         "size": lambda: [sized(d.change) for d in detected],
         "pack": lambda: [pack(page, settings.max_changes_per_task) for page in pages],
         "payload": lambda: [batch.to_payload() for batch in batches],

@@ -17,14 +17,14 @@ published exactly as the stream's changes are, with the process's Publisher
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
 
 from producers import defaults
-from producers.contract import Change, validation_reasons
+from producers.contract import Change, WireChange, validation_reasons
 from producers.entities import SPECS_BY_TYPE
-from producers.packing import Routed, pack, shrink
+from producers.packing import Routed, pack, sized
 from producers.pipeline import ProcessReport, collection_for
 from producers.publishing import Published, Publisher, PublishError
 
@@ -85,12 +85,12 @@ def enqueue(
         )
     routed: list[Routed] = []
     for change in valid:
-        change = shrink(change)
+        wire, size = sized(cast(WireChange, change.model_dump(mode="json")))
         if collection is not None:
-            routed.append(Routed(collection, change))
+            routed.append(Routed(collection, wire, size))
             continue
         for role in SPECS_BY_TYPE[change.entity_type].roles:
-            routed.append(Routed(collection_for(settings, role), change))
+            routed.append(Routed(collection_for(settings, role), wire, size))
     batches = pack(
         routed, settings.max_changes_per_task, producer=producer, per_receipt=settings.fifo
     )

@@ -28,8 +28,10 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, NamedTuple
 
+from pydantic import ValidationError
+
 from producers.config import Settings
-from producers.contract import Change, json_safe
+from producers.contract import WireChange, json_safe, validation_reasons, wire_change
 from producers.decoding import MalformedRecord, StreamRecord
 from producers.entities import CollectionRole, recognise, resembles
 
@@ -50,7 +52,7 @@ class Ignored(StrEnum):
 class Detected(NamedTuple):
     """A record's change and the collections it affects (a tuple: one per record)."""
 
-    change: Change
+    change: WireChange
     roles: tuple[CollectionRole, ...]
 
 
@@ -105,15 +107,18 @@ def detect(record: StreamRecord, settings: Settings) -> Detected | Ignored:
         if record.event_name == "MODIFY" and not changes:
             return Ignored.NO_MONITORED_CHANGE
     try:
-        change = Change(
-            entity_type=spec.entity_type,
-            event_name=record.event_name,  # type: ignore[arg-type]
-            keys=recognised.keys,  # type: ignore[arg-type]
-            changes=changes,  # type: ignore[arg-type]
-            sequence_number=record.sequence_number,
-            event_id=record.event_id,
-            approximate_creation_time=record.approximate_creation_time,
+        change = wire_change(
+            {
+                "entity_type": spec.entity_type,
+                "event_name": record.event_name,
+                "keys": recognised.keys,
+                "changes": changes,
+                "sequence_number": record.sequence_number,
+                "event_id": record.event_id,
+                "approximate_creation_time": record.approximate_creation_time,
+            }
         )
-    except ValueError as exc:
-        raise MalformedRecord(f"{spec.entity_type.value} record {sk!r}: {exc}") from exc
+    except ValidationError as exc:
+        reasons = validation_reasons(exc)
+        raise MalformedRecord(f"{spec.entity_type.value} record {sk!r}: {reasons}") from exc
     return Detected(change=change, roles=spec.roles)

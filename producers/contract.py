@@ -1,9 +1,11 @@
 """The message contract between producers and the worker (``schema_version`` 1).
 
 One task message carries a batch of changes for one collection. Both sides
-validate it with these models: the producer before it publishes, the worker
-before it applies anything, so a payload from another service that does not
-fit is rejected whole (into the dead-letter queue), never half-applied.
+validate it: the producer each change before it publishes (in the wire form,
+:func:`wire_change`, the same rules as the models in one pydantic-core call),
+the worker with these models before it applies anything, so a payload from
+another service that does not fit is rejected whole (into the dead-letter
+queue), never half-applied.
 
 Services that only have Celery's ``send_task`` send::
 
@@ -15,11 +17,12 @@ where ``payload`` is ``ChangeBatch(...).model_dump(mode="json")``.
 from __future__ import annotations
 
 import base64
+import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal, NotRequired
+from typing import Annotated, Any, Final, Literal, NotRequired, Union, cast
 
 from pydantic import (
     BaseModel,
@@ -27,6 +30,7 @@ from pydantic import (
     Field,
     ModelWrapValidatorHandler,
     StringConstraints,
+    TypeAdapter,
     ValidationError,
     model_validator,
     with_config,
@@ -42,6 +46,12 @@ APPLY_TASK_NAME = "chromasync.apply_changes"
 
 EventName = Literal["INSERT", "MODIFY", "REMOVE"]
 SequenceNumber = Annotated[str, StringConstraints(pattern=r"^\d{1,40}$")]
+#: The image id of ``IMAGE#{image_id}``: never empty, no ``#``.
+ImageId = Annotated[str, StringConstraints(min_length=1, pattern=r"^[^#]+$")]
+#: A receipt's, line's or word's number (five digits in the sort key).
+ItemId = Annotated[int, Field(ge=0, le=99999)]
+EventId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+CollectionName = Annotated[str, StringConstraints(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
 #: Types :func:`json_safe` returns unchanged (exact types: the fast path).
@@ -72,10 +82,10 @@ def json_safe(value: Any) -> Any:
 class ChangeKeys(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    image_id: Annotated[str, StringConstraints(min_length=1, pattern=r"^[^#]+$")]
-    receipt_id: int = Field(ge=0, le=99999)
-    line_id: int | None = Field(default=None, ge=0, le=99999)
-    word_id: int | None = Field(default=None, ge=0, le=99999)
+    image_id: ImageId
+    receipt_id: ItemId
+    line_id: ItemId | None = None
+    word_id: ItemId | None = None
     label: str | None = None
     run_id: str | None = None
 
@@ -126,7 +136,7 @@ class Change(BaseModel):
     keys: ChangeKeys
     changes: dict[str, FieldChange] = Field(default_factory=dict)
     sequence_number: SequenceNumber
-    event_id: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    event_id: EventId
     approximate_creation_time: float | None = None
     #: Informational only: the worker applies the table's current state, never an
     #: image. chromasync's producers leave it out (it was most of a change's bytes
@@ -163,6 +173,102 @@ class Change(BaseModel):
         return (self.keys.image_id, self.keys.receipt_id)
 
 
+# -- the wire form: what the producer builds, validates and sends -------------------------
+#
+# The producer does not make a ``Change`` per record: a model instance (and its
+# keys' instance) cost more than everything else it does per record (measured,
+# ``python -m benchmarks.producer_cpu``). It builds the change as the JSON-ready
+# dict it sends and validates that dict against the same rules in one call into
+# pydantic-core: one typed dict per entity, told apart by ``entity_type``, whose
+# keys and field names are the entity's own (generated from REQUIRED_KEYS and the
+# registry's monitored fields, as the model's checks are). The worker validates
+# what it receives with ``Change`` as before; tests hold both to the same verdicts.
+
+
+class WireKeys(TypedDict):
+    """A change's keys in the wire form (those an entity does not need may be left out)."""
+
+    image_id: str
+    receipt_id: int
+    line_id: NotRequired[int | None]
+    word_id: NotRequired[int | None]
+    label: NotRequired[str | None]
+    run_id: NotRequired[str | None]
+
+
+class WireChange(TypedDict):
+    """A change as the payload carries it; made by :func:`wire_change` (or a model's dump)."""
+
+    entity_type: EntityType
+    event_name: EventName
+    keys: WireKeys
+    changes: NotRequired[dict[str, FieldChange]]
+    sequence_number: str
+    event_id: str
+    approximate_creation_time: NotRequired[float | None]
+    new_image: NotRequired[dict[str, Any] | None]
+
+
+#: The type of each key an entity requires.
+_KEY_TYPES: dict[str, Any] = {
+    "image_id": ImageId,
+    "receipt_id": ItemId,
+    "line_id": ItemId,
+    "word_id": ItemId,
+    "label": str,
+    "run_id": str,
+}
+
+
+def _entity_wire_type(entity: EntityType) -> Any:
+    """The typed dict one entity's change must fit: its keys required, its fields only."""
+    keys = {
+        name: kind if name in REQUIRED_KEYS[entity] else NotRequired[kind | None]
+        for name, kind in _KEY_TYPES.items()
+    }
+    monitored = SPECS_BY_TYPE[entity].monitored_fields
+    changes: Any = dict[Literal[monitored], FieldChange]  # type: ignore[valid-type]
+    if not monitored:  # no field of its own: no field changes at all
+        changes = Annotated[dict[str, FieldChange], Field(max_length=0)]
+    forbid = with_config(ConfigDict(extra="forbid"))
+    fields = {
+        "entity_type": Literal[entity],
+        "event_name": EventName,
+        "keys": forbid(TypedDict(f"{entity.value}Keys", keys)),  # type: ignore[operator]
+        "changes": NotRequired[changes],
+        "sequence_number": SequenceNumber,
+        "event_id": EventId,
+        "approximate_creation_time": NotRequired[float | None],
+        "new_image": NotRequired[dict[str, Any] | None],
+    }
+    return forbid(TypedDict(f"{entity.value}Change", fields))  # type: ignore[operator]
+
+
+_ANY_WIRE_CHANGE: Any = Annotated[
+    Union[tuple(_entity_wire_type(entity) for entity in EntityType)],  # noqa: UP007
+    Field(discriminator="entity_type"),
+]
+#: Validates a wire change: the typed dict of its ``entity_type``, all in pydantic-core.
+_WIRE_CHANGE: TypeAdapter[Any] = TypeAdapter(_ANY_WIRE_CHANGE)
+
+
+def wire_change(fields: dict[str, Any]) -> WireChange:
+    """``fields`` validated as a change: what it returns is what the payload carries.
+
+    Raises :class:`pydantic.ValidationError` (errors located under the entity
+    type, ``RECEIPT_LINE.keys.line_id``) for anything ``Change`` would refuse.
+    """
+    return cast(WireChange, _WIRE_CHANGE.validate_python(fields))
+
+
+def _batch_summary(collection: str, batch_id: str, kinds: list[str]) -> str:
+    counts: dict[str, int] = {}
+    for kind in kinds:
+        counts[kind] = counts.get(kind, 0) + 1
+    parts = ", ".join(f"{k}x{v}" for k, v in sorted(counts.items()))
+    return f"{collection} batch {batch_id[:8]}: {len(kinds)} changes ({parts})"
+
+
 class ChangeBatch(BaseModel):
     """One task's payload: changes for exactly one collection."""
 
@@ -170,7 +276,7 @@ class ChangeBatch(BaseModel):
 
     schema_version: Literal[1] = SCHEMA_VERSION
     batch_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
-    collection: Annotated[str, StringConstraints(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")]
+    collection: CollectionName
     changes: list[Change] = Field(min_length=1)
     produced_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     producer: str = "chromasync"
@@ -180,12 +286,54 @@ class ChangeBatch(BaseModel):
 
     def summary(self) -> str:
         """A short readable line for logs and Flower, never the whole payload."""
-        kinds: dict[str, int] = {}
-        for change in self.changes:
-            label = f"{change.entity_type.value}:{change.event_name}"
-            kinds[label] = kinds.get(label, 0) + 1
-        parts = ", ".join(f"{k}x{v}" for k, v in sorted(kinds.items()))
-        return f"{self.collection} batch {self.batch_id[:8]}: {len(self.changes)} changes ({parts})"
+        kinds = [f"{c.entity_type.value}:{c.event_name}" for c in self.changes]
+        return _batch_summary(self.collection, self.batch_id, kinds)
+
+
+_COLLECTION_NAME: Final = re.compile(r"[A-Za-z0-9_-]+")
+
+
+@dataclass(frozen=True)
+class WireBatch:
+    """One task's payload as the producer sends it: wire changes for one collection.
+
+    :class:`ChangeBatch` without a model per change: the payload is the changes
+    as they are, so nothing is dumped again to send it. Its changes were
+    validated when they were made (:func:`wire_change`, or a ``Change``'s dump).
+    """
+
+    collection: str
+    changes: list[WireChange]
+    producer: str = "chromasync"
+    batch_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    produced_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def __post_init__(self) -> None:
+        if not _COLLECTION_NAME.fullmatch(self.collection):
+            raise ValueError(f"collection name {self.collection!r} is not [A-Za-z0-9_-]+")
+        if not self.changes:
+            raise ValueError("a batch holds at least one change")
+
+    @classmethod
+    def of(cls, batch: ChangeBatch) -> WireBatch:
+        """The same batch (id, time, producer) in the wire form."""
+        changes = [cast(WireChange, c.model_dump(mode="json")) for c in batch.changes]
+        return cls(batch.collection, changes, batch.producer, batch.batch_id, batch.produced_at)
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "batch_id": self.batch_id,
+            "collection": self.collection,
+            "changes": list(self.changes),
+            "produced_at": self.produced_at.isoformat(),
+            "producer": self.producer,
+        }
+
+    def summary(self) -> str:
+        """A short readable line for logs and Flower, never the whole payload."""
+        kinds = [f"{c['entity_type']}:{c['event_name']}" for c in self.changes]
+        return _batch_summary(self.collection, self.batch_id, kinds)
 
 
 class BatchEnvelope(BaseModel):
@@ -195,7 +343,7 @@ class BatchEnvelope(BaseModel):
 
     schema_version: Literal[1]
     batch_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
-    collection: Annotated[str, StringConstraints(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")]
+    collection: CollectionName
     changes: list[Any] = Field(min_length=1)
     produced_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     producer: str = "unknown"

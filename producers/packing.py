@@ -13,7 +13,9 @@ import re
 from collections.abc import Iterable
 from typing import Final, NamedTuple
 
-from producers.contract import Change, ChangeBatch, FieldChange
+import pydantic_core
+
+from producers.contract import FieldChange, WireBatch, WireChange
 
 #: SQS accepts 256 KiB (262,144 bytes) per message; our queues are created
 #: with that MaximumMessageSize (chromasync.provision). The payload is encoded
@@ -36,7 +38,7 @@ class Routed(NamedTuple):
     """A change bound for one collection (a tuple: one is made per change and collection)."""
 
     collection: str
-    change: Change
+    change: WireChange
     #: The change's serialised size, when the caller already measured it (see
     #: :func:`sized`); measuring means serialising, so it is done once per change.
     size: int | None = None
@@ -47,23 +49,23 @@ class Routed(NamedTuple):
 _FLOAT_SLACK: Final = 8
 
 
-def _size(change: Change) -> int:
+def _size(change: WireChange) -> int:
     """At least the bytes the change takes in the task as kombu serialises it.
 
     kombu writes the payload with ``json.dumps`` (default separators, ASCII
-    escapes). pydantic's own JSON is compact and several times faster to make,
+    escapes). pydantic-core's JSON is compact and several times faster to make,
     so for ASCII text its length plus one byte per comma and colon (the space
     ``json.dumps`` puts after each separator; those inside strings count too,
     which only overestimates) bounds the real size from above. Non-ASCII text
     is escaped differently, so it is measured the slow, exact way.
     """
-    encoded = change.__pydantic_serializer__.to_json(change)
+    encoded = pydantic_core.to_json(change)
     if encoded.isascii():
         return len(encoded) + encoded.count(b",") + encoded.count(b":") + _FLOAT_SLACK
-    return len(json.dumps(change.model_dump(mode="json")))
+    return len(json.dumps(change))
 
 
-def shrink(change: Change) -> Change:
+def shrink(change: WireChange) -> WireChange:
     """Make a change that is too big for one message fit, without losing what the worker needs.
 
     First the informational ``new_image`` goes, then the old/new values of
@@ -75,33 +77,34 @@ def shrink(change: Change) -> Change:
     return sized(change)[0]
 
 
-def sized(change: Change) -> tuple[Change, int]:
+def sized(change: WireChange) -> tuple[WireChange, int]:
     """:func:`shrink`, and the serialised size of what it returns."""
     size = _size(change)
     if size <= MAX_PAYLOAD_BYTES:
         return change, size
-    smaller = change.model_copy(update={"new_image": None})
+    smaller = change.copy()
+    smaller.pop("new_image", None)
     size = _size(smaller)
     if size <= MAX_PAYLOAD_BYTES:
         return smaller, size
-    names_only: dict[str, FieldChange] = {name: {} for name in change.changes}
-    smallest = smaller.model_copy(update={"changes": names_only})
+    names_only: dict[str, FieldChange] = {name: {} for name in change.get("changes", {})}
+    smallest: WireChange = {**smaller, "changes": names_only}
     size = _size(smallest)
     if size > MAX_PAYLOAD_BYTES:
         raise ChangeTooLarge(
-            f"change {change.event_id} ({change.entity_type.value}) is {size} bytes "
+            f"change {change['event_id']} ({change['entity_type']}) is {size} bytes "
             f"even without its image and values; the limit is {MAX_PAYLOAD_BYTES}"
         )
     return smallest, size
 
 
-def receipt_group(change: Change) -> str:
+def receipt_group(image_id: str, receipt_id: int) -> str:
     """The FIFO message group of a change: its receipt.
 
     An image id with characters SQS does not allow in a group id (or a very
     long one) is replaced by a digest, so the group stays one per receipt.
     """
-    group = f"{change.keys.image_id}#{change.keys.receipt_id:05d}"
+    group = f"{image_id}#{receipt_id:05d}"
     if _GROUP_ID_CHARS.fullmatch(group):
         return group
     return "sha256-" + hashlib.sha256(group.encode()).hexdigest()
@@ -112,31 +115,33 @@ def pack(
     max_changes: int,
     producer: str = "chromasync",
     per_receipt: bool = False,
-) -> list[ChangeBatch]:
+) -> list[WireBatch]:
     """Group routed changes per collection into as few batches as fit.
 
     With ``per_receipt`` (FIFO queues, one message group per receipt) a batch
     holds the changes of one receipt only, so its group id is exact.
     """
-    groups: dict[tuple[str, str], list[tuple[Change, int]]] = {}
+    groups: dict[tuple[str, str], list[tuple[WireChange, int]]] = {}
     for item in routed:
-        key = (item.collection, receipt_group(item.change) if per_receipt else "")
+        keys = item.change["keys"]
+        key = (
+            item.collection,
+            receipt_group(keys["image_id"], keys["receipt_id"]) if per_receipt else "",
+        )
         fitted = sized(item.change) if item.size is None else (item.change, item.size)
         groups.setdefault(key, []).append(fitted)
-    batches: list[ChangeBatch] = []
+    batches: list[WireBatch] = []
     envelope = 512  # the batch's own fields, generously
     for (collection, _group), changes in groups.items():
-        current: list[Change] = []
+        current: list[WireChange] = []
         size = envelope
         for change, measured in changes:
             change_size = measured + 2  # ", " between changes
             if current and (len(current) >= max_changes or size + change_size > MAX_PAYLOAD_BYTES):
-                batches.append(
-                    ChangeBatch(collection=collection, changes=current, producer=producer)
-                )
+                batches.append(WireBatch(collection, current, producer))
                 current, size = [], envelope
             current.append(change)
             size += change_size
         if current:
-            batches.append(ChangeBatch(collection=collection, changes=current, producer=producer))
+            batches.append(WireBatch(collection, current, producer))
     return batches

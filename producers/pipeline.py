@@ -159,7 +159,7 @@ class StreamProcessor:
         # Map each batch back to the records it carries.
         by_event: dict[str, int] = {}
         for item, index in zip(routed, origin, strict=True):
-            by_event.setdefault(item.change.event_id, index)
+            by_event.setdefault(item.change["event_id"], index)
         failed_from = unsaved
         for position, batch in enumerate(batches):
             try:
@@ -167,7 +167,7 @@ class StreamProcessor:
             except PublishError as exc:
                 report.error = str(exc)
                 remaining = batches[position:]
-                first = min(by_event[c.event_id] for b in remaining for c in b.changes)
+                first = min(by_event[c["event_id"]] for b in remaining for c in b.changes)
                 failed_from = first if failed_from is None else min(failed_from, first)
                 break
         if failed_from is not None:

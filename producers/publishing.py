@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 from celery import Celery
 
 from producers.config import Settings
-from producers.contract import APPLY_TASK_NAME, ChangeBatch
+from producers.contract import APPLY_TASK_NAME, ChangeBatch, WireBatch
 from producers.packing import receipt_group
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ SendFunc = Callable[..., Any]
 
 
 class Publisher:
-    """Sends :class:`ChangeBatch` payloads to the collection's queue."""
+    """Sends task payloads to the collection's queue."""
 
     def __init__(
         self,
@@ -102,18 +102,21 @@ class Publisher:
         self.attempts = attempts
         self._sleep = sleep
 
-    def _options(self, batch: ChangeBatch) -> dict[str, Any]:
+    def _options(self, batch: WireBatch) -> dict[str, Any]:
         queue = self.settings.queue_for(batch.collection)
         options: dict[str, Any] = {"queue": queue, "retry": False}
         if self.settings.fifo:
-            options["MessageGroupId"] = receipt_group(batch.changes[0])
-            digest = hashlib.sha256(
-                (batch.collection + "|" + "|".join(c.event_id for c in batch.changes)).encode()
-            ).hexdigest()
+            first = batch.changes[0]["keys"]
+            options["MessageGroupId"] = receipt_group(first["image_id"], first["receipt_id"])
+            event_ids = "|".join(c["event_id"] for c in batch.changes)
+            digest = hashlib.sha256(f"{batch.collection}|{event_ids}".encode()).hexdigest()
             options["MessageDeduplicationId"] = digest[:128]
         return options
 
-    def publish(self, batch: ChangeBatch) -> Published:
+    def publish(self, batch: WireBatch | ChangeBatch) -> Published:
+        """Send one batch (the producer's wire form, or a batch of ``Change`` models)."""
+        if isinstance(batch, ChangeBatch):
+            batch = WireBatch.of(batch)
         payload = batch.to_payload()
         options = self._options(batch)
         last: Exception | None = None

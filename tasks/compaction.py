@@ -126,7 +126,8 @@ def retry(
     options: dict[str, Any] = {"queue": s.shared.queue_for(batch.collection)}
     if s.shared.fifo:
         # Over SQS a Celery retry drops MessageGroupId unless it is passed again.
-        options["MessageGroupId"] = receipt_group(batch.changes[0])
+        first = batch.changes[0].keys
+        options["MessageGroupId"] = receipt_group(first.image_id, first.receipt_id)
     log.warning(
         "retrying %d changes of %s in %.1fs (attempt %d): %s",
         len(payload["changes"]),

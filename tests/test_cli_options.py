@@ -18,9 +18,7 @@ import pytest
         (["replay", "--chunk-size", "1.5", "-"], "--chunk-size: '1.5' is not a whole number"),
     ],
 )
-def test_a_whole_number_option_out_of_range_is_a_usage_error(
-    args: list[str], message: str
-) -> None:
+def test_a_whole_number_option_out_of_range_is_a_usage_error(args: list[str], message: str) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "chromasync.cli", *args],
         capture_output=True,

@@ -409,7 +409,9 @@ def test_fifo_queues_group_per_receipt_and_keep_order(
     per_group: dict[str, list[int]] = {}
     for task in tasks:
         group = task.attributes["MessageGroupId"]
-        assert {receipt_group(c) for c in task.batch.changes} == {group}
+        assert {receipt_group(c.keys.image_id, c.keys.receipt_id) for c in task.batch.changes} == {
+            group
+        }
         ids = "|".join([task.batch.collection] + [c.event_id for c in task.batch.changes])
         expected = hashlib.sha256(ids.encode()).hexdigest()
         assert task.attributes["MessageDeduplicationId"] == expected
@@ -451,18 +453,8 @@ def test_an_unreachable_sqs_endpoint_is_named_quickly(
 
 
 def test_fifo_group_ids_stay_valid_for_any_image_id() -> None:
-    def group(image_id: str, receipt_id: int) -> str:
-        change = Change(
-            entity_type="RECEIPT",
-            event_name="REMOVE",
-            keys={"image_id": image_id, "receipt_id": receipt_id},
-            sequence_number="1",
-            event_id="e",
-        )
-        return receipt_group(change)
-
-    assert group(IMAGE, 3) == f"{IMAGE}#00003"
-    odd = [group("scan 7 é", 1), group("scan 7 é", 2), group("x" * 200, 1)]
+    assert receipt_group(IMAGE, 3) == f"{IMAGE}#00003"
+    odd = [receipt_group("scan 7 é", 1), receipt_group("scan 7 é", 2), receipt_group("x" * 200, 1)]
     allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
     allowed |= set("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
     for value in odd:
