@@ -120,6 +120,15 @@ class StreamProcessor:
         self.publisher = publisher
         self.quarantine = quarantine or Quarantine(settings)
         self.source = source
+        #: The collections of each entity's roles, looked up once, not per change.
+        self._collections: dict[tuple[CollectionRole, ...], tuple[str, ...]] = {}
+
+    def _collections_of(self, roles: tuple[CollectionRole, ...]) -> tuple[str, ...]:
+        collections = self._collections.get(roles)
+        if collections is None:
+            collections = tuple(collection_for(self.settings, role) for role in roles)
+            self._collections[roles] = collections
+        return collections
 
     def process(self, raw_records: Sequence[Any]) -> ProcessReport:
         """Every record of one page (at most a GetRecords page or a Lambda batch)."""
@@ -130,14 +139,18 @@ class StreamProcessor:
         report = ProcessReport(records=len(raw_records))
         routed: list[Routed] = []
         origin: list[int] = []  # record index of each routed change
+        sequence_numbers = report.sequence_numbers
         for index, raw in enumerate(raw_records):
-            seq = _sequence_of(raw)
-            report.sequence_numbers.append(seq)
             try:
-                outcome = detect(decode_record(raw), self.settings)
+                record = decode_record(raw)
+                sequence_numbers.append(record.sequence_number)
+                outcome = detect(record, self.settings)
                 if isinstance(outcome, Detected):
                     change, size = sized(outcome.change)
             except (MalformedRecord, ChangeTooLarge) as exc:
+                seq = _sequence_of(raw)
+                if len(sequence_numbers) == index:  # the record itself could not be decoded
+                    sequence_numbers.append(seq)
                 report.malformed.append(RejectedRecord(index, seq, str(exc)))
                 log.error(
                     "malformed stream record %s (sequence %s) skipped: %s; record: %s",
@@ -151,8 +164,8 @@ class StreamProcessor:
                 report.ignored[outcome.value] += 1
                 continue
             report.changes += 1
-            for role in outcome.roles:
-                routed.append(Routed(collection_for(self.settings, role), change, size))
+            for collection in self._collections_of(outcome.roles):
+                routed.append(Routed(collection, change, size))
                 origin.append(index)
         unsaved = self._quarantine(raw_records, report)
         batches = pack(routed, self.settings.max_changes_per_task, per_receipt=self.settings.fifo)
