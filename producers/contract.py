@@ -250,6 +250,9 @@ _ANY_WIRE_CHANGE: Any = Annotated[
 ]
 #: Validates a wire change: the typed dict of its ``entity_type``, all in pydantic-core.
 _WIRE_CHANGE: TypeAdapter[Any] = TypeAdapter(_ANY_WIRE_CHANGE)
+#: Its core validator, called directly: the adapter's own wrapper cost a fifth as much
+#: again per change (0.45 of 2.2 µs, measured).
+_WIRE_VALIDATOR: Final = _WIRE_CHANGE.validator
 
 
 def wire_change(fields: dict[str, Any]) -> WireChange:
@@ -258,7 +261,7 @@ def wire_change(fields: dict[str, Any]) -> WireChange:
     Raises :class:`pydantic.ValidationError` (errors located under the entity
     type, ``RECEIPT_LINE.keys.line_id``) for anything ``Change`` would refuse.
     """
-    return cast(WireChange, _WIRE_CHANGE.validate_python(fields))
+    return cast(WireChange, _WIRE_VALIDATOR.validate_python(fields))
 
 
 def _batch_summary(collection: str, batch_id: str, kinds: list[str]) -> str:

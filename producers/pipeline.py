@@ -169,16 +169,16 @@ class StreamProcessor:
                 origin.append(index)
         unsaved = self._quarantine(raw_records, report)
         batches = pack(routed, self.settings.max_changes_per_task, per_receipt=self.settings.fifo)
-        # Map each batch back to the records it carries.
-        by_event: dict[str, int] = {}
-        for item, index in zip(routed, origin, strict=True):
-            by_event.setdefault(item.change["event_id"], index)
         failed_from = unsaved
         for position, batch in enumerate(batches):
             try:
                 report.published.append(self.publisher.publish(batch))
             except PublishError as exc:
                 report.error = str(exc)
+                # Map the batches not sent back to the records they carry.
+                by_event: dict[str, int] = {}
+                for item, index in zip(routed, origin, strict=True):
+                    by_event.setdefault(item.change["event_id"], index)
                 remaining = batches[position:]
                 first = min(by_event[c["event_id"]] for b in remaining for c in b.changes)
                 failed_from = first if failed_from is None else min(failed_from, first)
