@@ -190,13 +190,10 @@ def delta_tarball(collection: str, records: list[tuple[str, list[float], dict[st
     import tarfile
     import tempfile
 
-    import chromadb
-    from chromadb.config import Settings as ChromaSettings
+    from tasks.chroma.persistent import open_directory
 
     with tempfile.TemporaryDirectory(prefix="chromasync-delta-") as directory:
-        client: Any = chromadb.PersistentClient(
-            path=directory, settings=ChromaSettings(anonymized_telemetry=False)
-        )
+        client = open_directory(directory)
         col = client.get_or_create_collection(name=collection, embedding_function=None)
         for chunk in chunks(records, 5000):
             col.add(

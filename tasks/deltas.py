@@ -57,6 +57,7 @@ from producers.config import AwsSettings
 from producers.contract import Change
 from producers.decoding import decode_image
 from producers.entities import CollectionRole, image_pk, receipt_sk
+from tasks.chroma.persistent import open_directory
 from tasks.chroma.target import ChromaTarget, chunks
 from tasks.config import DELTA_BUCKET_ENV
 from tasks.errors import aws_error_code
@@ -374,13 +375,8 @@ class S3DeltaMerger:
         return chroma_root(directory, str(location), uploading=True)
 
     def _merge(self, root: Path, collection: Any, source: str, check_lease: LeaseCheck) -> int:
-        import chromadb
-        from chromadb.config import Settings as ChromaSettings
-
         try:
-            client: Any = chromadb.PersistentClient(
-                path=str(root), settings=ChromaSettings(anonymized_telemetry=False)
-            )
+            client = open_directory(root)
         except Exception as exc:
             raise InvalidDelta(f"cannot open {source} as a Chroma directory: {exc}") from exc
         try:

@@ -24,6 +24,7 @@ from chromasync.seed import vector
 from producers.config import AwsSettings, ConfigError
 from producers.contract import Change, ChangeBatch, ChangeKeys
 from producers.entities import CollectionRole, EntityType, image_pk, line_embedding_id
+from tasks.chroma.persistent import open_directory
 from tasks.chroma.targets.embedded import EmbeddedChromaTarget
 from tasks.config import WorkerSettings
 from tasks.deltas import (
@@ -116,12 +117,7 @@ def records(count: int = COUNT) -> list[Record]:
 
 def build_delta(directory: Path, collection: str, rows: list[Record]) -> Path:
     """A real Chroma PersistentClient directory holding ``rows`` (closed, ready to ship)."""
-    import chromadb
-    from chromadb.config import Settings as ChromaSettings
-
-    client: Any = chromadb.PersistentClient(
-        path=str(directory), settings=ChromaSettings(anonymized_telemetry=False)
-    )
+    client = open_directory(directory)
     col = client.get_or_create_collection(name=collection, embedding_function=None)
     col.add(
         ids=[r[0] for r in rows],

@@ -32,8 +32,8 @@ import shutil
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from tasks.chroma.persistent import open_directory
 from tasks.deltas import CHROMA_DB_FILE
 from tasks.snapshots.errors import CorruptSnapshot, SnapshotError
 
@@ -147,13 +147,8 @@ def open_check(root: Path, collection: str, expected: int, what: str) -> None:
 
     Imports chromadb (and starts its threads): not for a process that forks later.
     """
-    import chromadb
-    from chromadb.config import Settings as ChromaSettings
-
     try:
-        client: Any = chromadb.PersistentClient(
-            path=str(root), settings=ChromaSettings(anonymized_telemetry=False)
-        )
+        client = open_directory(root)
     except Exception as exc:
         raise CorruptSnapshot(f"{what}: Chroma cannot open it: {exc}") from exc
     try:

@@ -242,8 +242,8 @@ class SnapshotStore:
             ),
         )
 
-    def read_manifest(self, collection: str, version: str) -> Manifest:
-        key = manifest_key(collection, version)
+    def _read_object(self, key: str) -> tuple[bytes, str] | None:
+        """The object's body and ETag; None when it does not exist."""
         where = self.url(key)
         try:
             response = self._call(
@@ -252,12 +252,19 @@ class SnapshotStore:
             raw = self._call(f"read of {where}", lambda: response["Body"].read())
         except ClientError as exc:
             if aws_error_code(exc) in _MISSING:
-                raise SnapshotNotFound(
-                    f"version {version} of {collection!r} has no manifest at {where}: "
-                    "no such version, or its upload never finished"
-                ) from exc
+                return None
             raise
-        return Manifest.from_json(raw, f"manifest {where}")
+        return raw, str(response["ETag"])
+
+    def read_manifest(self, collection: str, version: str) -> Manifest:
+        key = manifest_key(collection, version)
+        found = self._read_object(key)
+        if found is None:
+            raise SnapshotNotFound(
+                f"version {version} of {collection!r} has no manifest at {self.url(key)}: "
+                "no such version, or its upload never finished"
+            )
+        return Manifest.from_json(found[0], f"manifest {self.url(key)}")
 
     def download_archive(self, collection: str, version: str, path: Path) -> tuple[str, int]:
         """Stream the archive to ``path``; return the (sha256, size) of what arrived."""
@@ -338,17 +345,11 @@ class SnapshotStore:
     def read_pointer(self, collection: str) -> tuple[Pointer | None, str | None]:
         """(pointer, its ETag); (None, None) when nothing was promoted yet."""
         key = pointer_key(collection)
-        where = self.url(key)
-        try:
-            response = self._call(
-                f"read of {where}", lambda: self.s3.get_object(Bucket=self.bucket, Key=key)
-            )
-            raw = self._call(f"read of {where}", lambda: response["Body"].read())
-        except ClientError as exc:
-            if aws_error_code(exc) in _MISSING:
-                return None, None
-            raise
-        return Pointer.from_json(raw, f"pointer {where}"), str(response["ETag"])
+        found = self._read_object(key)
+        if found is None:
+            return None, None
+        raw, etag = found
+        return Pointer.from_json(raw, f"pointer {self.url(key)}"), etag
 
     def latest(self, collection: str) -> Pointer:
         """The promoted pointer; :class:`NoSnapshot` when there is none."""

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tasks.chroma.persistent import open_directory
 from tasks.chroma.target import ChromaTarget, ChromaUnavailable
 
 #: Name of the writer's lock file inside a collection's directory.
@@ -42,15 +43,10 @@ class EmbeddedChromaTarget(ChromaTarget):
     def _client(self, name: str) -> Any:
         client = self._clients.get(name)
         if client is None:
-            import chromadb
-            from chromadb.config import Settings as ChromaSettings
-
             path = self.directory(name)
             path.mkdir(parents=True, exist_ok=True)
             try:
-                client = chromadb.PersistentClient(
-                    path=str(path), settings=ChromaSettings(anonymized_telemetry=False)
-                )
+                client = open_directory(path)
             except Exception as exc:
                 raise ChromaUnavailable(f"cannot open Chroma directory {path}: {exc}") from exc
             self.max_batch_size = int(client.get_max_batch_size())
