@@ -92,10 +92,7 @@ class BenchStack:
         suffix = uuid.uuid4().hex[:8]
         env = {
             **os.environ,
-            "AWS_ENDPOINT_URL": moto.url,
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
+            **moto.client_env(),
             "CHROMASYNC_TABLE": f"bench-{suffix}",
             "CHROMASYNC_QUEUE_PREFIX": f"bench{suffix}-",
             "CHROMASYNC_CHROMA_DIR": str(workdir / "chroma"),

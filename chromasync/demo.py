@@ -120,10 +120,7 @@ def run_demo(
         env = dict(os.environ)
         env.update(
             {
-                "AWS_ENDPOINT_URL": moto.url,
-                "AWS_DEFAULT_REGION": "us-east-1",
-                "AWS_ACCESS_KEY_ID": "testing",
-                "AWS_SECRET_ACCESS_KEY": "testing",
+                **moto.client_env(),
                 "CHROMASYNC_TABLE": "ReceiptsTable",
                 "CHROMASYNC_CHROMA_DIR": str(workdir / "chroma"),
                 "CHROMASYNC_CHECKPOINT_URL": "dynamodb://chromasync-checkpoints",

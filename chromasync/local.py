@@ -93,6 +93,15 @@ class MotoServer(LocalServer):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def client_env(self) -> dict[str, str]:
+        """The environment that points AWS clients (boto3, kombu) here, with moto's credentials."""
+        return {
+            "AWS_ENDPOINT_URL": self.url,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+        }
+
     @classmethod
     def start(
         cls, port: int | None = None, log: Path | None = None, moto_serializer: bool = False

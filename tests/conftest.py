@@ -46,12 +46,7 @@ def redis_client() -> Iterator[redis.Redis]:
 @pytest.fixture
 def aws_env(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Environment for code under test: AWS clients go to the moto server."""
-    env = {
-        "AWS_ENDPOINT_URL": moto.url,
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-    }
+    env = moto.client_env()
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return {**os.environ, **env}
