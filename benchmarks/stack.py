@@ -10,7 +10,6 @@ polling interval.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import signal
@@ -264,23 +263,13 @@ class BenchStack:
                 worker = WorkerProcess(collection, process, log)
             started.append(worker)
         for worker in started:
-            wait_for(functools.partial(self._ready, worker), 90, interval=0.1, what="a worker")
+            wait_for(worker.ready, 90, interval=0.1, what="a worker")
         self.workers.extend(started)
         return started
 
-    @staticmethod
-    def _ready(worker: WorkerProcess) -> bool:
-        if not worker.alive():
-            raise RuntimeError(f"worker exited:\n{worker.log_tail()}")
-        return " ready." in worker.log_tail(200)
-
     def check_workers(self) -> None:
         for worker in self.workers:
-            if not worker.alive():
-                raise RuntimeError(
-                    f"worker {worker.collection} exited; last lines of {worker.log_path}:\n"
-                    f"{worker.log_tail()}"
-                )
+            worker.check_alive()
 
     def pids(self) -> dict[str, int]:
         """Process ids of moto and each worker, by label (for CPU accounting)."""

@@ -62,8 +62,7 @@ class RunningPipeline:
 
     def workers_ready(self) -> bool:
         """True once every worker has logged that it is ready to consume."""
-        self.check_workers()
-        return all(" ready." in w.log_tail(200) for w in self.workers)
+        return all(w.ready() for w in self.workers)
 
     def idle(self) -> bool:
         """True when the poller is caught up and no main queue holds a message."""
@@ -74,11 +73,7 @@ class RunningPipeline:
 
     def check_workers(self) -> None:
         for worker in self.workers:
-            if not worker.alive():
-                raise RuntimeError(
-                    f"worker for {worker.collection} exited with {worker.process.returncode}; "
-                    f"last lines of {worker.log_path}:\n{worker.log_tail()}"
-                )
+            worker.check_alive()
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()

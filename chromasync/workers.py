@@ -71,6 +71,19 @@ class WorkerProcess:
     def alive(self) -> bool:
         return self.process.poll() is None
 
+    def check_alive(self) -> None:
+        """Raise, with the end of its log, when the worker has exited."""
+        if not self.alive():
+            raise RuntimeError(
+                f"worker for {self.collection} exited with {self.process.returncode}; "
+                f"last lines of {self.log_path}:\n{self.log_tail()}"
+            )
+
+    def ready(self) -> bool:
+        """True once Celery logged that the worker consumes; raises if it exited instead."""
+        self.check_alive()
+        return " ready." in self.log_tail(200)
+
     def stop(self, timeout: float = 20.0) -> int:
         """Warm shutdown (SIGTERM: finish the current task), then SIGKILL."""
         if self.process.poll() is None:

@@ -193,6 +193,17 @@ class Settings:
     def words_collection(self) -> str:
         return self.collections[1]
 
+    def select_collections(self, wanted: str | None) -> list[str]:
+        """``[wanted]``, or every collection when None; ConfigError for a name not configured."""
+        names = list(self.collections)
+        if wanted is None:
+            return names
+        if wanted not in names:
+            raise ConfigError(
+                f"unknown collection {wanted!r}; CHROMASYNC_COLLECTIONS names {names}"
+            )
+        return [wanted]
+
     def queue_for(self, collection: str) -> str:
         """The Celery queue name of a collection (SQS adds the prefix)."""
         return f"{collection}.fifo" if self.fifo else collection

@@ -68,14 +68,8 @@ class Stack:
             collection, self.settings.queue_for(collection), {**self.env, **(extra_env or {})}, log
         )
         self.workers.append(worker)
-        wait_for(lambda: self._ready(worker), 60, interval=0.1, what=f"worker {collection}")
+        wait_for(worker.ready, 60, interval=0.1, what=f"worker {collection}")
         return worker
-
-    @staticmethod
-    def _ready(worker: WorkerProcess) -> bool:
-        if not worker.alive():
-            raise RuntimeError(f"worker exited:\n{worker.log_tail()}")
-        return " ready." in worker.log_tail(200)
 
     def send(self, payload: Any, collection: str) -> None:
         """Enqueue a raw payload the way another service would (send_task by name)."""
@@ -113,8 +107,7 @@ class Stack:
 
         def done() -> bool:
             for worker in self.workers:
-                if not worker.alive():
-                    raise RuntimeError(f"worker died:\n{worker.log_tail()}")
+                worker.check_alive()
             return poller.poll_once() == 0 and self.queues_empty()
 
         wait_for(done, timeout, interval=0.2, what="stream and queues to drain")

@@ -1,7 +1,8 @@
-"""Whole-number options refuse what they cannot use, before anything is read or sent."""
+"""Options that name something refuse what they cannot use, before anything is read or sent."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -28,3 +29,24 @@ def test_a_whole_number_option_out_of_range_is_a_usage_error(args: list[str], me
     )
     assert done.returncode == 2, done.stderr
     assert message in done.stderr
+
+
+@pytest.mark.parametrize(
+    "command", [["dlq", "list"], ["dlq", "redrive"], ["verify"], ["snapshot", "list"]]
+)
+def test_an_unknown_collection_is_a_configuration_error_before_any_output(
+    command: list[str],
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHROMASYNC_", "AWS_"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "chromasync.cli", *command, "--collection", "nope"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**env, "CHROMASYNC_COLLECTIONS": "lines,words"},
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stdout == ""
+    assert (
+        "unknown collection 'nope'; CHROMASYNC_COLLECTIONS names ['lines', 'words']" in done.stderr
+    )

@@ -48,16 +48,7 @@ def _queues(args: argparse.Namespace) -> tuple[Settings, Any, list[str]]:
     from tasks.deadletter import DeadLetterQueues
 
     settings = Settings.from_env()
-    collections = list(settings.collections)
-    if args.collection:
-        if args.collection not in collections:
-            print(
-                f"chromasync: unknown collection {args.collection!r}; "
-                f"CHROMASYNC_COLLECTIONS names {collections}",
-                file=sys.stderr,
-            )
-            raise SystemExit(EXIT_CONFIG)
-        collections = [args.collection]
+    collections = settings.select_collections(args.collection)
     return settings, DeadLetterQueues(settings), collections
 
 
@@ -72,8 +63,17 @@ def _changes(payload: Any) -> str:
 
 
 def _letters(args: argparse.Namespace, take: bool) -> Iterator[tuple[str, Any, Any]]:
-    """Dead letters of the chosen queues: peeked (left in place) or taken (to act on)."""
+    """Dead letters of the chosen queues: peeked (left in place) or taken (to act on).
+
+    The collections are checked here, before the caller prints anything.
+    """
     _settings, queues, collections = _queues(args)
+    return _each_letter(args, take, queues, collections)
+
+
+def _each_letter(
+    args: argparse.Namespace, take: bool, queues: Any, collections: list[str]
+) -> Iterator[tuple[str, Any, Any]]:
     for collection in collections:
         if take:
             # Take the letters there are now, before acting: a redriven payload that
@@ -90,8 +90,9 @@ def _letters(args: argparse.Namespace, take: bool) -> Iterator[tuple[str, Any, A
 
 def cmd_list(args: argparse.Namespace) -> int:
     rows = 0
+    letters = _letters(args, take=False)
     print(f"{'queue':<28} {'id':<10} {'error':<22} {'tries':>5} {'changes':>7}  last failure")
-    for _collection, _q, received in _letters(args, take=False):
+    for _collection, _q, received in letters:
         letter = received.letter
         rows += 1
         print(

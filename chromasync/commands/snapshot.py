@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tasks.config import WorkerSettings
+    pass
 
 #: Exit status when a snapshot was refused (lock busy or lost, upload failed, corrupt archive).
 EXIT_REFUSED = 1
@@ -69,17 +69,6 @@ def register(sub: Any) -> None:
     restore.set_defaults(func=cmd_restore)
 
 
-def _collections(settings: WorkerSettings, wanted: str | None) -> list[str]:
-    from producers.config import ConfigError
-
-    names = list(settings.shared.collections)
-    if wanted is None:
-        return names
-    if wanted not in names:
-        raise ConfigError(f"unknown collection {wanted!r}; CHROMASYNC_COLLECTIONS names {names}")
-    return [wanted]
-
-
 def _size(size: int) -> str:
     value = float(size)
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -104,7 +93,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     check_supported(settings)
     if args.wait is not None:
         settings = replace(settings, lock_wait=max(0.0, args.wait))
-    collections = _collections(settings, args.collection)
+    collections = settings.shared.select_collections(args.collection)
     backend = lock_backend_from_url(settings.lock_url, settings.shared.aws)
     publisher = SnapshotPublisher(
         settings,
@@ -147,7 +136,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     settings = WorkerSettings.from_env()
     store = SnapshotStore.from_settings(settings)
-    for collection in _collections(settings, args.collection):
+    for collection in settings.shared.select_collections(args.collection):
         pointer, _etag = store.read_pointer(collection)
         versions = store.versions(collection)
         print(f"snapshots of {collection} in {store.url(snapshots_prefix(collection))}")
@@ -207,7 +196,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     store = SnapshotStore.from_settings(settings)
     target = EmbeddedChromaTarget(settings.chroma_dir)
     failed = 0
-    for collection in _collections(settings, args.collection):
+    for collection in settings.shared.select_collections(args.collection):
         directory = args.dir if args.dir is not None else target.directory(collection)
         if args.if_empty and not is_empty(directory):
             print(f"{collection}: {directory} already holds data; nothing restored")

@@ -101,23 +101,16 @@ def sqs_where(settings: Settings) -> str:
 
 def lock_backend(settings: WorkerSettings) -> tuple[LockBackend, str]:
     """A read-only view of the lock store (never creates the DynamoDB table), and its name."""
-    from urllib.parse import urlsplit
+    from tasks.locks import lock_backend_from_url
 
-    from tasks.locks import DynamoDBLockBackend, RedisLockBackend, lock_backend_from_url
-    from tasks.locks.backends.redis import redact_url
-
-    url = settings.lock_url
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme in ("redis", "rediss") and parts.netloc:
-        backend: LockBackend = RedisLockBackend(url, socket_timeout=PROBE_TIMEOUT, retries=0)
-        return backend, f"Redis lock store at {redact_url(url)}"
-    if scheme == "dynamodb" and parts.netloc and parts.path in ("", "/"):
-        aws = settings.shared.aws
-        dynamo = DynamoDBLockBackend(parts.netloc, aws, config=probe_config())
-        where = aws.endpoint_url or f"AWS {aws.region}"
-        return dynamo, f"DynamoDB lock table {parts.netloc!r} at {where}"
-    return lock_backend_from_url(url, settings.shared.aws), redact_url(url)  # raises ConfigError
+    backend = lock_backend_from_url(
+        settings.lock_url,
+        settings.shared.aws,
+        create=False,
+        probe_timeout=PROBE_TIMEOUT,
+        config=probe_config(),
+    )
+    return backend, backend.where
 
 
 def _missing_table(exc: BaseException) -> bool:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from chromasync.commands.common import EXIT_CONFIG
-
 
 def register(sub: Any) -> None:
     verify = sub.add_parser(
@@ -33,15 +31,9 @@ def main(args: argparse.Namespace) -> int:
 
     settings = WorkerSettings.from_env()
     shared = settings.shared
+    wanted = shared.select_collections(args.collection)
     roles = {"lines": shared.lines_collection, "words": shared.words_collection}
-    if args.collection:
-        roles = {role: name for role, name in roles.items() if name == args.collection}
-        if not roles:
-            print(
-                f"chromasync: unknown collection {args.collection!r}; "
-                f"CHROMASYNC_COLLECTIONS names {list(shared.collections)}"
-            )
-            return EXIT_CONFIG
+    roles = {role: name for role, name in roles.items() if name in wanted}
     verifier = Verifier(
         TableReader(shared.aws, shared.table), chroma_target_from_settings(settings), roles
     )

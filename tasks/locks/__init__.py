@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
+from botocore.config import Config
+
 from producers.config import AwsSettings, ConfigError
 from tasks.locks.backend import Lease, LockBackend, LockBackendError, LockInfo
 from tasks.locks.backends.dynamodb import DynamoDBLockBackend
@@ -42,10 +44,20 @@ def _bad_url(url: str, why: str) -> ConfigError:
     )
 
 
-def lock_backend_from_url(url: str, aws: AwsSettings | None = None) -> LockBackend:
+def lock_backend_from_url(
+    url: str,
+    aws: AwsSettings | None = None,
+    *,
+    create: bool = True,
+    probe_timeout: float | None = None,
+    config: Config | None = None,
+) -> LockBackend:
     """The backend for a lock URL; for DynamoDB, creates the table if it is missing.
 
     ``aws`` says where DynamoDB is (defaults to the environment); Redis ignores it.
+    For a probe (``chromasync status``, the exporter): ``create=False`` leaves a
+    missing DynamoDB table alone, ``probe_timeout`` makes Redis answer within
+    that many seconds without retries, ``config`` is DynamoDB's botocore Config.
     Raises :class:`ConfigError` for a URL it cannot use, and
     :class:`LockBackendError` if the DynamoDB table cannot be created or checked.
     """
@@ -57,6 +69,8 @@ def lock_backend_from_url(url: str, aws: AwsSettings | None = None) -> LockBacke
     if scheme in ("redis", "rediss"):
         if not parts.netloc:
             raise _bad_url(url, "names no Redis host")
+        if probe_timeout is not None:
+            return RedisLockBackend(url.strip(), socket_timeout=probe_timeout, retries=0)
         return RedisLockBackend(url.strip())
     if scheme == "dynamodb":
         table = parts.netloc
@@ -66,8 +80,9 @@ def lock_backend_from_url(url: str, aws: AwsSettings | None = None) -> LockBacke
             raise _bad_url(url, "has more than a table name after dynamodb://")
         if not _TABLE_NAME.fullmatch(table):
             raise _bad_url(url, "has an invalid table name (3-255 letters, digits, '_', '-', '.')")
-        backend = DynamoDBLockBackend(table, aws)
-        backend.ensure_table()
+        backend = DynamoDBLockBackend(table, aws, config=config)
+        if create:
+            backend.ensure_table()
         return backend
     why = f"has an unsupported scheme {parts.scheme!r}" if scheme else "has no scheme"
     raise _bad_url(url, why)

@@ -57,5 +57,10 @@ class LockBackend(abc.ABC):
     def info(self, name: str) -> LockInfo:
         """Current holder and remaining lease of a lock."""
 
+    @property
+    @abc.abstractmethod
+    def where(self) -> str:
+        """What and where the lock store is, for messages (never credentials)."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release client resources."""

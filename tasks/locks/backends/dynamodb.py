@@ -99,7 +99,7 @@ class DynamoDBLockBackend(LockBackend):
         self._client: Any = boto3.client("dynamodb", config=merged, **aws.client_kwargs())
 
     @property
-    def _where(self) -> str:
+    def where(self) -> str:
         return f"DynamoDB lock table {self.table!r} at {self._client.meta.endpoint_url}"
 
     def _call(self, what: str, call: Callable[[], _T]) -> _T:
@@ -108,16 +108,16 @@ class DynamoDBLockBackend(LockBackend):
         try:
             return call()
         except _UNREACHABLE as exc:
-            raise LockBackendError(f"{self._where} is unreachable during {what}: {exc}") from exc
+            raise LockBackendError(f"{self.where} is unreachable during {what}: {exc}") from exc
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in TRANSIENT_ERROR_CODES:
                 raise LockBackendError(
-                    f"{self._where} is overloaded or failing ({code}) during {what}; retry later"
+                    f"{self.where} is overloaded or failing ({code}) during {what}; retry later"
                 ) from exc
             if code == "ResourceNotFoundException":
                 raise LockBackendError(
-                    f"{self._where} does not exist (needed for {what}); "
+                    f"{self.where} does not exist (needed for {what}); "
                     "lock_backend_from_url creates it"
                 ) from exc
             raise

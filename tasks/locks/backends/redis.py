@@ -123,18 +123,18 @@ class RedisLockBackend(LockBackend):
         self._extend = self._client.register_script(_EXTEND)
         self._release = self._client.register_script(_RELEASE)
 
+    @property
+    def where(self) -> str:
+        return f"Redis lock store at {self._shown_url}"
+
     def _call(self, what: str, call: Callable[[], _T]) -> _T:
         """Run one Redis round trip, turning transport failures into LockBackendError."""
         try:
             return call()
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise LockBackendError(
-                f"Redis lock store at {self._shown_url} is unreachable during {what}: {exc}"
-            ) from exc
+            raise LockBackendError(f"{self.where} is unreachable during {what}: {exc}") from exc
         except redis.RedisError as exc:
-            raise LockBackendError(
-                f"Redis lock store at {self._shown_url} failed during {what}: {exc}"
-            ) from exc
+            raise LockBackendError(f"{self.where} failed during {what}: {exc}") from exc
 
     def acquire(self, name: str, owner: str, ttl: float) -> Lease | None:
         px = _ttl_ms(ttl)
