@@ -82,10 +82,13 @@ def detect(record: StreamRecord, settings: Settings) -> Detected | Ignored:
     Raises :class:`MalformedRecord` when the record claims to be one of our
     entities but its keys or images cannot be read.
     """
-    if PK_ATTRIBUTE not in record.keys or SK_ATTRIBUTE not in record.keys:
+    keys = record.keys
+    if PK_ATTRIBUTE not in keys or SK_ATTRIBUTE not in keys:
         return Ignored.NOT_AN_ENTITY  # another table's keys
-    pk = _key_string(record.keys, PK_ATTRIBUTE)
-    sk = _key_string(record.keys, SK_ATTRIBUTE)
+    pk, sk = keys[PK_ATTRIBUTE], keys[SK_ATTRIBUTE]
+    if type(pk) is not str or type(sk) is not str:  # the common case checked inline
+        pk = _key_string(keys, PK_ATTRIBUTE)
+        sk = _key_string(keys, SK_ATTRIBUTE)
     recognised = recognise(pk, sk)
     if recognised is None:
         lookalike = resembles(pk, sk)
@@ -121,4 +124,4 @@ def detect(record: StreamRecord, settings: Settings) -> Detected | Ignored:
     except ValidationError as exc:
         reasons = validation_reasons(exc)
         raise MalformedRecord(f"{spec.entity_type.value} record {sk!r}: {reasons}") from exc
-    return Detected(change=change, roles=spec.roles)
+    return Detected(change, spec.roles)

@@ -215,8 +215,8 @@ def _decode_one(value: Any, image: str, name: str) -> Any:
 
 
 def _image(raw: Any, where: str) -> Mapping[str, Any] | None:
-    if raw is None:
-        return None
+    if raw is None or type(raw) is dict:
+        return raw
     if not _is_map(raw):
         raise MalformedRecord(f"{where}: expected a map of attributes")
     return raw
@@ -268,12 +268,13 @@ def decode_record(record: Any) -> StreamRecord:
     new_raw = _image(body.get("NewImage"), NEW_IMAGE)
     old_raw = _image(body.get("OldImage"), OLD_IMAGE)
     event_id = record.get("eventID")
+    # Positional: one is made per record, and keywords cost a NamedTuple half again.
     return StreamRecord(
-        event_id=str(event_id) if event_id is not None else sequence,
-        event_name=str(event_name),
-        sequence_number=sequence,
-        approximate_creation_time=_creation_time(body.get("ApproximateCreationDateTime")),
-        keys=decode_image(keys_raw, "dynamodb.Keys"),
-        raw_new_image=new_raw,
-        raw_old_image=old_raw,
+        sequence if event_id is None else str(event_id),
+        str(event_name),
+        sequence,
+        _creation_time(body.get("ApproximateCreationDateTime")),
+        decode_image(keys_raw, "dynamodb.Keys"),
+        new_raw,
+        old_raw,
     )
