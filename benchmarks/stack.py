@@ -27,11 +27,10 @@ from chromasync.local import MotoServer, wait_for
 from chromasync.provision import ensure_queues, ensure_table
 from chromasync.seed import (
     ReceiptSpec,
-    delta_tarball,
-    embedding_records,
     seed_chroma,
     seed_table,
     table_items,
+    upload_deltas,
 )
 from chromasync.workers import WorkerProcess, worker_command
 from producers.checkpoints import checkpoint_store_from_env
@@ -166,14 +165,8 @@ class BenchStack:
         for offset, spec in enumerate(specs):
             index = first_index + offset
             run_id = f"bench-run-{index}"
-            prefixes: dict[str, str] = {}
-            for role in ("lines", "words"):
-                key = f"deltas/{run_id}/{role}/"
-                body = delta_tarball(
-                    self.collection_name(role), embedding_records(spec, index, role)
-                )
-                s3.put_object(Bucket=DELTA_BUCKET, Key=f"{key}delta.tar.gz", Body=body)
-                prefixes[role] = f"s3://{DELTA_BUCKET}/{key}"
+            collections = {role: self.collection_name(role) for role in ("lines", "words")}
+            prefixes = upload_deltas(s3, DELTA_BUCKET, spec, index, run_id, collections)
             staged.append((spec, index, run_id, prefixes))
         return staged
 

@@ -208,6 +208,23 @@ def delta_tarball(collection: str, records: list[tuple[str, list[float], dict[st
         return buffer.getvalue()
 
 
+def upload_deltas(
+    s3: Any, bucket: str, spec: ReceiptSpec, index: int, run_id: str, collections: dict[str, str]
+) -> dict[str, str]:
+    """Put a receipt's delta for each collection in S3, as an embedding job does first.
+
+    ``collections`` maps role (``lines``/``words``) to collection name; returns
+    each role's delta prefix (``s3://bucket/deltas/{run_id}/{role}/``).
+    """
+    prefixes: dict[str, str] = {}
+    for role, name in collections.items():
+        key = f"deltas/{run_id}/{role}/"
+        body = delta_tarball(name, embedding_records(spec, index, role))
+        s3.put_object(Bucket=bucket, Key=f"{key}delta.tar.gz", Body=body)
+        prefixes[role] = f"s3://{bucket}/{key}"
+    return prefixes
+
+
 def publish_run(
     s3: Any,
     table: Any,
@@ -221,15 +238,8 @@ def publish_run(
 
     ``collections`` maps role (``lines``/``words``) to collection name.
     """
-    attributes: dict[str, str] = {}
-    for role, name in collections.items():
-        key = f"deltas/{run_id}/{role}/"
-        s3.put_object(
-            Bucket=bucket,
-            Key=f"{key}delta.tar.gz",
-            Body=delta_tarball(name, embedding_records(spec, index, role)),
-        )
-        attributes[f"{role}_delta_prefix"] = f"s3://{bucket}/{key}"
+    prefixes = upload_deltas(s3, bucket, spec, index, run_id, collections)
+    attributes = {f"{role}_delta_prefix": prefix for role, prefix in prefixes.items()}
     table.put_item(
         Item={
             "PK": image_pk(spec.image_id),
