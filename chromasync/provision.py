@@ -32,14 +32,15 @@ def ensure_queues(settings: Settings, client: Any | None = None) -> dict[str, st
     visibility_timeout = settings.visibility_timeout
     import boto3
 
+    from tasks.deadletter import dead_letter_queue_attributes
+
     sqs = client or boto3.client("sqs", **settings.aws.client_kwargs())
     urls: dict[str, str] = {}
     for collection in settings.collections:
         dlq_name = settings.dlq_name(collection)
         fifo: dict[str, str] = {"FifoQueue": "true"} if settings.fifo else {}
         dlq_url = sqs.create_queue(
-            QueueName=dlq_name,
-            Attributes={"MessageRetentionPeriod": str(14 * 24 * 3600), **fifo},
+            QueueName=dlq_name, Attributes=dead_letter_queue_attributes(settings.fifo)
         )["QueueUrl"]
         dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
             "Attributes"
@@ -84,10 +85,6 @@ def ensure_table(settings: Settings, client: Any | None = None) -> str:
     return str(table["LatestStreamArn"])
 
 
-#: Error codes SQS (and moto) answer for a queue that does not exist.
-MISSING_QUEUE_CODES = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
-
-
 @dataclass(frozen=True)
 class QueueDepth:
     """One queue's message counts, from its SQS attributes (approximate, as SQS says)."""
@@ -125,6 +122,8 @@ def queue_depths(settings: Settings, client: Any | None = None) -> list[QueueDep
     import boto3
     from botocore.exceptions import ClientError
 
+    from tasks.errors import MISSING_QUEUE_CODES, aws_error_code
+
     sqs = client or boto3.client("sqs", **settings.aws.client_kwargs())
     depths = []
     for name, collection, kind in queue_names(settings):
@@ -139,7 +138,7 @@ def queue_depths(settings: Settings, client: Any | None = None) -> list[QueueDep
                 ],
             )["Attributes"]
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in MISSING_QUEUE_CODES:
+            if aws_error_code(exc) in MISSING_QUEUE_CODES:
                 depths.append(QueueDepth(name, collection, kind, exists=False))
                 continue
             raise

@@ -21,7 +21,10 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from producers.config import Settings
+from tasks.errors import MISSING_QUEUE_CODES, aws_error_code
 
 #: How long a message received for ``list``/``show`` stays hidden while the
 #: listing is read (each is made visible again right after).
@@ -117,6 +120,23 @@ def parse_message(collection: str, body: str, received: int) -> DeadLetter:
     )
 
 
+#: How long a dead letter is kept: SQS's longest retention, 14 days.
+DLQ_RETENTION_SECONDS = 14 * 24 * 3600
+
+
+def dead_letter_queue_attributes(fifo: bool) -> dict[str, str]:
+    """The attributes every dead-letter queue is created with, by the worker or provisioning.
+
+    SQS refuses CreateQueue of an existing queue with different attributes, so
+    both must ask for the same. A FIFO one deduplicates by content: letters
+    carry no deduplication id of their own.
+    """
+    attributes = {"MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS)}
+    if fifo:
+        attributes.update(FifoQueue="true", ContentBasedDeduplication="true")
+    return attributes
+
+
 class DeadLetterQueues:
     """Creates, writes and reads the dead-letter queues of every collection."""
 
@@ -136,11 +156,16 @@ class DeadLetterQueues:
     def url(self, collection: str) -> str:
         url = self._urls.get(collection)
         if url is None:
+            # Look the queue up first: one made by provisioning (or an older
+            # version) stays as it is, whatever its attributes.
             name = self.settings.dlq_name(collection)
-            attributes = {"MessageRetentionPeriod": str(14 * 24 * 3600)}
-            if self.settings.fifo:
-                attributes.update(FifoQueue="true", ContentBasedDeduplication="true")
-            url = self.client.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+            try:
+                url = self.client.get_queue_url(QueueName=name)["QueueUrl"]
+            except ClientError as exc:
+                if aws_error_code(exc) not in MISSING_QUEUE_CODES:
+                    raise
+                attributes = dead_letter_queue_attributes(self.settings.fifo)
+                url = self.client.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
             self._urls[collection] = url
         return url
 

@@ -19,12 +19,17 @@ THROTTLING_CODES = frozenset(
         "Throttling",
         "RequestLimitExceeded",
         "InternalServerError",
+        "InternalError",
         "ServiceUnavailable",
         "SlowDown",
         "RequestTimeout",
         "TransactionInProgressException",
     }
 )
+
+
+#: Error codes SQS (and moto) answer for a queue that does not exist.
+MISSING_QUEUE_CODES = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
 
 
 def aws_error_code(exc: BaseException) -> str:
