@@ -276,8 +276,18 @@ class S3DeltaMerger:
             self._dynamodb = boto3.client("dynamodb", **self.aws.client_kwargs())
         return self._dynamodb
 
-    def __call__(self, collection: Any, change: Change, check_lease: LeaseCheck) -> int:
-        """Merge the run's delta into ``collection``; return the number of ids upserted."""
+    def __call__(
+        self,
+        collection: Any,
+        change: Change,
+        check_lease: LeaseCheck,
+        keep: frozenset[str] | None = None,
+    ) -> int:
+        """Merge the run's delta into ``collection``; return the number of ids upserted.
+
+        ``keep``: merge only these of the delta's ids (the embeddings the table
+        still has lines or words for); None merges every id.
+        """
         role = CollectionRole(self.role_of(collection.name))
         keys = change.keys
         if keys.run_id is None:
@@ -306,7 +316,7 @@ class S3DeltaMerger:
         workdir = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=self.work_dir))
         try:
             root = self._fetch(location, workdir)
-            count = self._merge(root, collection, str(location), check_lease)
+            count = self._merge(root, collection, str(location), check_lease, keep)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         check_lease()
@@ -374,7 +384,14 @@ class S3DeltaMerger:
             self._download(location.bucket, key, path)
         return chroma_root(directory, str(location), uploading=True)
 
-    def _merge(self, root: Path, collection: Any, source: str, check_lease: LeaseCheck) -> int:
+    def _merge(
+        self,
+        root: Path,
+        collection: Any,
+        source: str,
+        check_lease: LeaseCheck,
+        keep: frozenset[str] | None,
+    ) -> int:
         try:
             client = open_directory(root)
         except Exception as exc:
@@ -384,6 +401,18 @@ class S3DeltaMerger:
             # Ids first, then pages by id: paging by id does not depend on an
             # offset order, and the ids are needed again for the check.
             ids = list(delta.get(include=[])["ids"])
+            if keep is not None:
+                gone = [i for i in ids if i not in keep]
+                if gone:
+                    log.info(
+                        "%s: %d of its %d embeddings belong to lines or words the table no "
+                        "longer holds; not merged (first: %s)",
+                        source,
+                        len(gone),
+                        len(ids),
+                        gone[:3],
+                    )
+                    ids = [i for i in ids if i in keep]
             for page_ids in chunks(ids, self.max_batch_size):
                 page = delta.get(ids=page_ids, include=["embeddings", "metadatas", "documents"])
                 check_lease()

@@ -40,6 +40,19 @@ from tasks.projection import (
 from tasks.sources import WHOLE_RECEIPT, ReadScope, ReceiptKey, ReceiptState
 
 
+@dataclass(frozen=True)
+class PlannedMerge:
+    """A run's delta to merge, and the embeddings its receipt has in the table now.
+
+    Only those ids of the delta are merged: a line or word deleted from the
+    table before its run was merged (a retried merge, a REMOVE read first) must
+    not come back with it.
+    """
+
+    change: Change
+    keep: frozenset[str]
+
+
 @dataclass
 class WritePlan:
     collection: str
@@ -47,7 +60,7 @@ class WritePlan:
     updates: dict[str, Metadata] = field(default_factory=dict)
     deletes: set[str] = field(default_factory=set)
     delete_receipts: set[ReceiptKey] = field(default_factory=set)
-    merges: list[Change] = field(default_factory=list)
+    merges: list[PlannedMerge] = field(default_factory=list)
     #: Change indices behind each planned update (for missing embeddings).
     wanted_by: dict[str, set[int]] = field(default_factory=dict)
 
@@ -127,10 +140,12 @@ def _run_effect(plan: WritePlan, change: Change, state: ReceiptState, index: int
 
     The delta carries the metadata the embedding job saw; labels or merchant
     data may have changed since. Those rewrites are optional: an embedding the
-    delta did not bring is not waited for.
+    delta did not bring is not waited for. Of the delta, only the embeddings of
+    lines or words the table still holds are merged (:class:`PlannedMerge`).
     """
-    plan.merges.append(change)
-    for embedding_id, metadata in expected_embeddings(state, plan.role.value).items():
+    expected = expected_embeddings(state, plan.role.value)
+    plan.merges.append(PlannedMerge(change, frozenset(expected)))
+    for embedding_id, metadata in expected.items():
         plan.update(embedding_id, metadata, index, required=False)
 
 

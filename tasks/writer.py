@@ -20,7 +20,8 @@ from tasks.plan import WritePlan
 #: Called before every write call; raises when the lease no longer holds.
 LeaseCheck = Callable[[], None]
 #: Merges a compaction run's delta; returns the number of embeddings upserted.
-DeltaMerger = Callable[[Any, Any, LeaseCheck], int]
+#: Merges a run's delta: (collection, change, lease check, the ids to keep) -> ids merged.
+DeltaMerger = Callable[[Any, Any, LeaseCheck, frozenset[str] | None], int]
 #: Told about every write call: kind, ids written, wall-clock start and end.
 WriteJournal = Callable[[str, int, float, float], None]
 
@@ -69,11 +70,11 @@ class ChromaWriter:
         size = self.chunk_size
         with self.target.writing(plan.collection):
             # Delta merges first: updates in the same batch may target their ids.
-            for change in plan.merges:
+            for merge in plan.merges:
                 if merge_delta is None:
                     raise NotImplementedError("compaction run merges need a delta merger")
                 start = time.time()
-                merged = merge_delta(collection, change, check_lease)
+                merged = merge_delta(collection, merge.change, check_lease, merge.keep)
                 journal("merge", merged, start, time.time())
                 result.merged += merged
             wanted = sorted(plan.updates)

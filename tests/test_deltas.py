@@ -23,7 +23,13 @@ import pytest
 from chromasync.seed import vector
 from producers.config import AwsSettings, ConfigError
 from producers.contract import Change, ChangeBatch, ChangeKeys
-from producers.entities import CollectionRole, EntityType, image_pk, line_embedding_id
+from producers.entities import (
+    CollectionRole,
+    EntityType,
+    image_pk,
+    line_embedding_id,
+    line_sk,
+)
 from tasks.chroma.persistent import open_directory
 from tasks.chroma.targets.embedded import EmbeddedChromaTarget
 from tasks.config import WorkerSettings
@@ -154,6 +160,18 @@ def put_run(dynamodb: Any, table: str, **attributes: str) -> None:
     item = {"PK": {"S": image_pk(IMAGE)}, "SK": {"S": run_sk(RECEIPT, RUN)}}
     item.update({k: {"S": v} for k, v in attributes.items()})
     dynamodb.put_item(TableName=table, Item=item)
+
+
+def put_lines(dynamodb: Any, table: str, line_ids: range | list[int]) -> None:
+    """The receipt's line items, as the embedding job writes them before its run."""
+    for lid in line_ids:
+        item = {
+            "PK": {"S": image_pk(IMAGE)},
+            "SK": {"S": line_sk(RECEIPT, lid)},
+            "TYPE": {"S": "RECEIPT_LINE"},
+            "text": {"S": f"l{lid}"},
+        }
+        dynamodb.put_item(TableName=table, Item=item)
 
 
 def get_run(dynamodb: Any, table: str) -> dict[str, Any] | None:
@@ -416,6 +434,7 @@ def test_worker_runtime_merges_a_run_batch_under_its_lease(
     rows = records()
     delta = build_delta(tmp_path / "delta", "lines", rows)
     s3.put_object(Bucket=BUCKET, Key="runs/r1/lines/delta.tar.gz", Body=tar_delta(delta))
+    put_lines(dynamodb, table, range(1, COUNT + 1))
     put_run(dynamodb, table, lines_delta_prefix="runs/r1/lines/")
     settings = WorkerSettings.from_env(
         {
@@ -434,6 +453,39 @@ def test_worker_runtime_merges_a_run_batch_under_its_lease(
         assert_arrived(runtime.target.collection("lines"), rows)
         again = runtime.apply_batch(ChangeBatch(collection="lines", changes=[run_change()]))
         assert again.result.merged == 0
+    finally:
+        runtime.close()
+    run = get_run(dynamodb, table)
+    assert run is not None and run["lines_merge_status"] == {"S": "COMPLETED"}
+
+
+def test_a_line_deleted_before_its_run_is_merged_does_not_come_back(
+    aws: AwsSettings, s3: Any, dynamodb: Any, table: str, tmp_path: Path
+) -> None:
+    """The merge keeps to what the table holds when it runs: a late or retried merge of
+    a delta must not bring back the embedding of a line deleted meanwhile."""
+    rows = records()
+    delta = build_delta(tmp_path / "delta", "lines", rows)
+    s3.put_object(Bucket=BUCKET, Key="runs/r1/lines/delta.tar.gz", Body=tar_delta(delta))
+    put_lines(dynamodb, table, [lid for lid in range(1, COUNT + 1) if lid != 3])
+    put_run(dynamodb, table, lines_delta_prefix="runs/r1/lines/")
+    settings = WorkerSettings.from_env(
+        {
+            "AWS_ENDPOINT_URL": str(aws.endpoint_url),
+            "CHROMASYNC_TABLE": table,
+            "CHROMASYNC_LOCK_URL": f"dynamodb://{table}-locks",
+            "CHROMASYNC_CHROMA_DIR": str(tmp_path / "chroma"),
+            "CHROMASYNC_DELTA_BUCKET": BUCKET,
+        }
+    )
+    runtime = WorkerRuntime(settings, merge_delta=S3DeltaMerger.from_settings(settings))
+    try:
+        outcome = runtime.apply_batch(ChangeBatch(collection="lines", changes=[run_change()]))
+        assert outcome.failed == {}
+        assert outcome.result.merged == COUNT - 1
+        lines = runtime.target.collection("lines")
+        assert lines.get(ids=[line_embedding_id(IMAGE, RECEIPT, 3)])["ids"] == []
+        assert_arrived(lines, [row for row in rows if row[2]["line_id"] != 3])
     finally:
         runtime.close()
     run = get_run(dynamodb, table)
