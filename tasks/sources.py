@@ -89,12 +89,6 @@ class TableReader:
         self.table = table
         self.client = client or boto3.client("dynamodb", **aws.client_kwargs())
 
-    def receipt(self, image_id: str, receipt_id: int) -> ReceiptState:
-        state = ReceiptState(image_id, receipt_id)
-        for item in self._query(image_id, receipt_sk(receipt_id)):
-            self._add(state, item)
-        return state
-
     def _query(self, image_id: str, prefix: str, labels_only: bool = False) -> list[dict[str, Any]]:
         """Every item of the image's partition whose sort key starts with ``prefix``.
 
@@ -138,7 +132,7 @@ class TableReader:
         """The current state of each receipt, as much of it as its scope asks for.
 
         Queries (whole receipts, key prefixes) and BatchGetItem calls run
-        concurrently like :meth:`receipts`; items are added to the states here.
+        concurrently (:data:`READ_CONCURRENCY`); items are added to the states here.
         """
         states = {key: ReceiptState(*key) for key in scopes}
         reads: list[Callable[[], list[dict[str, Any]]]] = []
@@ -190,12 +184,3 @@ class TableReader:
                 state.labels.setdefault(word, {})[str(keys["label"])] = item
             case EntityType.COMPACTION_RUN:
                 state.runs[str(keys["run_id"])] = item
-
-    def receipts(self, keys: list[ReceiptKey]) -> dict[ReceiptKey, ReceiptState]:
-        """Every receipt's current state; several receipts are read concurrently."""
-        unique = list(dict.fromkeys(keys))
-        if len(unique) <= 1:
-            return {key: self.receipt(*key) for key in unique}
-        with ThreadPoolExecutor(max_workers=min(READ_CONCURRENCY, len(unique))) as pool:
-            states = pool.map(lambda key: self.receipt(*key), unique)
-            return dict(zip(unique, states, strict=True))

@@ -18,7 +18,7 @@ from producers.contract import Change, ChangeBatch
 from producers.entities import MERCHANT_FIELDS, TEXT_FIELDS, EntityType
 from tasks.chroma.target import ChromaTarget
 from tasks.projection import LABEL_SUMMARY_KEYS, Metadata, expected_embeddings
-from tasks.sources import ReceiptKey, ReceiptState, TableReader
+from tasks.sources import WHOLE_RECEIPT, ReceiptKey, ReceiptState, TableReader
 
 #: Embeddings read from Chroma per ``get`` call while scanning a collection.
 SCAN_PAGE = 1000
@@ -106,7 +106,7 @@ class Verifier:
         keys = self.receipts_in_table(image_id)
         if receipt_id is not None:
             keys = [k for k in keys if k[1] == receipt_id]
-        states = {key: self.reader.receipt(*key) for key in keys}
+        states = self.reader.read(dict.fromkeys(keys, WHOLE_RECEIPT))
         report.receipts = len(states)
         for role, name in self.collections.items():
             for key, state in states.items():

@@ -31,6 +31,7 @@ from tasks.config import WorkerSettings
 from tasks.lease import LeaseLost
 from tasks.plan import build_plan
 from tasks.runtime import WorkerRuntime
+from tasks.sources import WHOLE_RECEIPT
 from tests.stack import Stack
 
 _sequence = itertools.count(1000)
@@ -435,7 +436,7 @@ def test_no_write_after_the_lease_is_lost(system, redis_client: redis.Redis) -> 
         lease.check()
 
     with lease:
-        states = runtime.reader.receipts([(spec.image_id, spec.receipt_id)])
+        states = runtime.reader.read({(spec.image_id, spec.receipt_id): WHOLE_RECEIPT})
         plan = build_plan(
             stack.words,
             CollectionRole.WORDS,
