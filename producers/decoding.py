@@ -106,16 +106,31 @@ def _number(raw: Any, where: str) -> Decimal:
         raise MalformedRecord(f"{where}: N value {raw!r} is not a number") from None
     if not value.is_finite():
         raise MalformedRecord(f"{where}: N value {raw!r} is not finite")
+    if not _in_range(value):
+        raise MalformedRecord(
+            f"{where}: N value {raw!r} is outside DynamoDB's range (1E-130 to 9.9E+125 "
+            "in magnitude); no table can hold it"
+        )
     return value
 
 
+#: Exponents of the smallest and largest magnitudes a DynamoDB number may have.
+_MIN_ADJUSTED, _MAX_ADJUSTED = -130, 125
+
+
+def _in_range(value: Decimal) -> bool:
+    """A number DynamoDB can hold: such a record's numbers stay small enough to send
+    (``1E+5000`` would become a 5,001-digit int, which the task's JSON refuses)."""
+    return not value or _MIN_ADJUSTED <= value.adjusted() <= _MAX_ADJUSTED
+
+
 def _fast_number(raw: str) -> Decimal | None:
-    """A finite number from its text, or None (the caller reports what is wrong)."""
+    """A finite number DynamoDB can hold, from its text; or None (the caller reports why)."""
     try:
         value = Decimal(raw)
     except InvalidOperation:
         return None
-    return value if value.is_finite() else None
+    return value if value.is_finite() and _in_range(value) else None
 
 
 def _binary(raw: Any, where: str) -> bytes:

@@ -8,7 +8,6 @@ Because a batch is cut in order, the stream's order per receipt is kept.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Iterable
 from typing import Final, NamedTuple
@@ -44,25 +43,36 @@ class Routed(NamedTuple):
     size: int | None = None
 
 
-#: Bytes added to each change's measured size for the ways Python's json and
-#: pydantic's JSON may spell one float (``1e+20`` against ``1e20``).
+#: Bytes added to each change's measured size, a margin for the spelling of its
+#: creation time (the only float a stream change holds).
 _FLOAT_SLACK: Final = 8
+#: What ``json.dumps`` writes for DEL (``\u007f``) beyond the one byte pydantic-core writes.
+_DEL_EXTRA: Final = 5
 
 
 def _size(change: WireChange) -> int:
     """At least the bytes the change takes in the task as kombu serialises it.
 
     kombu writes the payload with ``json.dumps`` (default separators, ASCII
-    escapes). pydantic-core's JSON is compact and several times faster to make,
-    so for ASCII text its length plus one byte per comma and colon (the space
-    ``json.dumps`` puts after each separator; those inside strings count too,
-    which only overestimates) bounds the real size from above. Non-ASCII text
-    is escaped differently, so it is measured the slow, exact way.
+    escapes). pydantic-core's JSON is compact and several times faster to make;
+    with ASCII escapes (asked for only when the text is not ASCII) it escapes as
+    ``json.dumps`` does but for DEL, which it leaves as one byte. So its length,
+    plus one byte per comma and colon (the space ``json.dumps`` puts after each
+    separator; those inside strings count too, which only overestimates), plus
+    five per DEL, plus one per ``e-`` (``json.dumps`` writes ``1e-07`` where
+    pydantic-core writes ``1e-7``) bounds the real size from above.
     """
     encoded = pydantic_core.to_json(change)
-    if encoded.isascii():
-        return len(encoded) + encoded.count(b",") + encoded.count(b":") + _FLOAT_SLACK
-    return len(json.dumps(change))
+    if not encoded.isascii():
+        encoded = pydantic_core.to_json(change, ensure_ascii=True)
+    return (
+        len(encoded)
+        + encoded.count(b",")
+        + encoded.count(b":")
+        + _DEL_EXTRA * encoded.count(b"\x7f")
+        + encoded.count(b"e-")
+        + _FLOAT_SLACK
+    )
 
 
 def shrink(change: WireChange) -> WireChange:

@@ -146,6 +146,7 @@ def test_a_wire_batch_is_the_payload_the_worker_reads() -> None:
         "changes": [c.model_dump(mode="json") for c in read.changes],
     }
     assert batch.summary() == read.summary()
+    assert batch.to_payload()["produced_at"] == read.model_dump(mode="json")["produced_at"]
     with pytest.raises(ValueError, match="collection name"):
         WireBatch("lines/1", changes)
     with pytest.raises(ValueError, match="at least one change"):

@@ -60,12 +60,20 @@ def test_numbers_are_never_floats() -> None:
     assert isinstance(value, Decimal) and value + Decimal("0.2") == Decimal("0.3")
 
 
+def test_every_number_dynamodb_can_hold_is_read() -> None:
+    for text in ("9.9999999999999999999999999999999999999E+125", "-1E-130", "0", "0E+200"):
+        assert decode_attribute({"N": text}) == Decimal(text)
+
+
 @pytest.mark.parametrize(
     ("typed", "message"),
     [
         ({"S": 5}, "S value must be a string"),
         ({"N": "abc"}, "is not a number"),
         ({"N": "NaN"}, "not finite"),
+        ({"N": "1E+126"}, "outside DynamoDB's range"),
+        ({"N": "-1E-131"}, "outside DynamoDB's range"),
+        ({"NS": ["1", "1E+5000"]}, "outside DynamoDB's range"),
         ({"B": "***"}, "not valid base64"),
         ({"BOOL": "yes"}, "BOOL value"),
         ({"SS": "a"}, "must be a list"),

@@ -67,3 +67,17 @@ def test_the_size_of_plain_text_is_close() -> None:
     change = _change("a" * 5000, "b" * 5000, 1795323378.25, "e1")
     sent = len(json.dumps(change))
     assert sent <= _size(change) <= sent + 64
+
+
+def test_what_json_dumps_escapes_more_than_pydantic_is_counted() -> None:
+    # DEL: one byte from pydantic-core, six from json.dumps; small floats: 1e-7 / 1e-07;
+    # non-ASCII and astral text: escaped alike once pydantic-core is asked for ASCII.
+    for old, new in [
+        ("\x7f" * 3000, None),
+        ([1e-7] * 2000, [5e-5, 1.5e-9]),
+        ("é" * 2000 + "😀" * 500, "\u2028\x00\x1f"),
+        ({"nested": ["\x7f", 1e-8, "ß"]}, "plain"),
+    ]:
+        change = _change(old, new, 1e-5, "e1")
+        sent = len(json.dumps(change))
+        assert sent <= _size(change) <= sent + 64, (old, new)

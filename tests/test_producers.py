@@ -246,6 +246,8 @@ def _malformed_cases() -> list[tuple[dict[str, Any] | str, str]]:
     bad_event["eventName"] = "UPSERT"
     long_id = line_record("INSERT", 10)
     long_id["eventID"] = "e" * 300
+    huge_number = line_record("MODIFY", 11)
+    huge_number["dynamodb"]["NewImage"]["confidence"] = {"N": "1E+5000"}
     return [
         (no_keys, "Keys is missing"),
         (numeric_pk, "PK must be a string"),
@@ -258,6 +260,7 @@ def _malformed_cases() -> list[tuple[dict[str, Any] | str, str]]:
         (record("INSERT", pk, "RECEIPT#00001#LINE#1", 9, new={"text": "x"}), "not readable"),
         ("not a record", "must be an object"),
         (long_id, "event_id"),
+        (huge_number, "outside DynamoDB's range"),
     ]
 
 
