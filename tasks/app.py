@@ -21,8 +21,10 @@ log = logging.getLogger(__name__)
 def _warm_runtime(**_: Any) -> None:
     """Build the runtime (imports chromadb, connects clients) before the first task.
 
-    A failure here is only logged: the first task will meet the same error,
-    retry it with backoff and, if it persists, say so in its dead letter.
+    A failure here is only logged: the first task meets the same error, logs it
+    and leaves its message unacknowledged, so SQS delivers it again after the
+    visibility timeout (and the queue's RedrivePolicy dead-letters it if the
+    error persists).
     """
     from tasks.runtime import get_runtime
 

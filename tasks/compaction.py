@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 from celery import Task
@@ -24,35 +24,10 @@ from tasks import metrics, progress
 from tasks.app import app
 from tasks.deadletter import DeadLetter, now
 from tasks.errors import EmbeddingMissing, InvalidChange, is_transient
+from tasks.history import FailureHistory
 from tasks.runtime import UnknownCollection, WorkerRuntime, get_runtime, subset
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class FailureHistory:
-    """Travels with a retried task so its dead letter can tell the whole story."""
-
-    attempts: int = 0
-    first_failure_at: float | None = None
-    last_error: str | None = None
-
-    @classmethod
-    def from_dict(cls, raw: Any) -> FailureHistory:
-        if not isinstance(raw, dict):
-            return cls()
-        return cls(
-            attempts=int(raw.get("attempts", 0)),
-            first_failure_at=raw.get("first_failure_at"),
-            last_error=raw.get("last_error"),
-        )
-
-    def failed(self, exc: BaseException) -> FailureHistory:
-        return FailureHistory(
-            attempts=self.attempts + 1,
-            first_failure_at=self.first_failure_at or now(),
-            last_error=f"{type(exc).__name__}: {exc}",
-        )
 
 
 def _collection_of(task: Task, runtime: WorkerRuntime, payload: Any) -> str:
@@ -80,7 +55,7 @@ def dead_letter(
     history: FailureHistory,
     permanent: bool,
 ) -> None:
-    history = history.failed(exc)
+    history = history.failed(exc, now())
     letter = DeadLetter(
         collection=collection,
         payload=payload,
@@ -116,12 +91,11 @@ def retry(
 ) -> None:
     """Send the payload back with backoff, or dead-letter it past the limits."""
     s = runtime.settings
-    waited = now() - (history.first_failure_at or now())
-    over_time = isinstance(exc, EmbeddingMissing) and waited >= s.missing_embedding_timeout
-    if history.attempts >= s.max_retries and not isinstance(exc, EmbeddingMissing) or over_time:
+    at = now()
+    if history.exhausted(exc, at, s.max_retries, s.missing_embedding_timeout):
         dead_letter(task, runtime, batch.collection, payload, exc, history, permanent=False)
         return
-    next_history = history.failed(exc)
+    next_history = history.failed(exc, at)
     delay = backoff_delay(history.attempts, s.retry_backoff_base, s.retry_backoff_max)
     options: dict[str, Any] = {"queue": s.shared.queue_for(batch.collection)}
     if s.shared.fifo:
@@ -152,12 +126,24 @@ def retry(
 def apply_changes(self: Task, payload: Any, history: Any = None) -> dict[str, Any]:
     """Apply one batch; every outcome is applied, retried or dead-lettered before the ack.
 
-    Only when even the dead-letter queue cannot be written does an error escape:
-    the message is then not acknowledged (``task_acks_on_failure`` is
-    off), SQS delivers it again, and the queue's RedrivePolicy moves it to the
-    dead-letter queue after too many receives.
+    Only when the worker's runtime cannot be built (its lock store, Chroma or
+    the table unreachable, a wrong setting) or even the dead-letter queue cannot
+    be written does an error escape: the message is then not acknowledged
+    (``task_acks_on_failure`` is off), SQS delivers it again after the
+    visibility timeout, and the queue's RedrivePolicy moves it to the
+    dead-letter queue after too many receives. The worker's log says why.
     """
-    runtime = get_runtime()
+    try:
+        runtime = get_runtime()
+    except Exception as exc:
+        log.error(
+            "cannot apply batch %s: the worker runtime cannot be built (%s: %s); the message "
+            "stays unacknowledged and comes back after the visibility timeout",
+            _batch_id(payload),
+            type(exc).__name__,
+            exc,
+        )
+        raise
     past = FailureHistory.from_dict(history)
     collection = _collection_of(self, runtime, payload)
     set_log_context(collection=collection, batch_id=_batch_id(payload))
