@@ -4,7 +4,10 @@ The producer validates each change as the dict it sends (``wire_change``, one
 call into pydantic-core); the worker validates what it receives with
 ``Change``. Both must accept and refuse the same changes, or the producer
 would publish what the worker dead-letters (or quarantine what it would have
-applied). Pure functions: no servers.
+applied). Pure functions: no servers. The generated values are the kinds a
+decoded record gives (str, int, float, None, dicts, lists) and wrong ones of
+those kinds; bytes are outside that: ``Change`` reads ``b"RECEIPT"`` as text,
+``wire_change`` refuses it, and the producer never builds one.
 """
 
 from __future__ import annotations
