@@ -177,10 +177,16 @@ def apply_changes(self: Task, payload: Any, history: Any = None) -> dict[str, An
             self, runtime, batch.collection, subset(batch, [index]), failure, past, permanent=True
         )
     if outcome.waiting:
-        missing = EmbeddingMissing(
-            f"{len(outcome.result.missing)} embeddings not in {batch.collection} yet "
-            f"(e.g. {sorted(outcome.result.missing)[:3]}); waiting for their delta"
-        )
+        result = outcome.result
+        parts = []
+        if result.missing:
+            parts.append(
+                f"{len(result.missing)} embeddings not in {batch.collection} yet "
+                f"(e.g. {sorted(result.missing)[:3]}); waiting for their delta"
+            )
+        if result.deltas_not_ready:
+            parts.append(f"{len(result.deltas_not_ready)} runs' deltas not in S3 yet")
+        missing = EmbeddingMissing("; ".join(parts))
         retry(self, runtime, batch, subset(batch, outcome.waiting), missing, past)
     return {
         "status": "applied",

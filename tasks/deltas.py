@@ -60,7 +60,7 @@ from producers.entities import CollectionRole, image_pk, receipt_sk
 from tasks.chroma.persistent import open_directory
 from tasks.chroma.target import ChromaTarget, chunks
 from tasks.config import DELTA_BUCKET_ENV
-from tasks.errors import aws_error_code
+from tasks.errors import DeltaNotReady, aws_error_code
 from tasks.writer import LeaseCheck
 
 if TYPE_CHECKING:
@@ -81,14 +81,6 @@ _NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 
 #: Maps a target collection's name to its role (which ``{role}_delta_prefix`` to read).
 RoleResolver = Callable[[str], CollectionRole]
-
-
-class DeltaNotReady(ConnectionError):
-    """Nothing (usable) under the run's prefix yet; the upload may still be on its way.
-
-    A ``ConnectionError`` so :func:`tasks.errors.is_transient` retries it with
-    backoff; once the retries run out it ends in the dead-letter queue.
-    """
 
 
 class InvalidDelta(ValueError):

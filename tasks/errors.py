@@ -38,6 +38,15 @@ def aws_error_code(exc: BaseException) -> str:
     return str(response.get("Error", {}).get("Code", ""))
 
 
+class DeltaNotReady(ConnectionError):
+    """Nothing (usable) under a run's delta prefix yet; the upload may still be on its way.
+
+    The writer sets its run's change aside to wait, like a change whose
+    embedding is missing, and applies the rest of the batch. Raised anywhere
+    else it is a ``ConnectionError``: :func:`is_transient` retries it.
+    """
+
+
 class InvalidChange(ValueError):
     """One change of a batch does not fit the message contract (permanent)."""
 

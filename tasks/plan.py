@@ -51,6 +51,8 @@ class PlannedMerge:
 
     change: Change
     keep: frozenset[str]
+    #: The change's index in the planned batch.
+    index: int
 
 
 @dataclass
@@ -144,7 +146,7 @@ def _run_effect(plan: WritePlan, change: Change, state: ReceiptState, index: int
     lines or words the table still holds are merged (:class:`PlannedMerge`).
     """
     expected = expected_embeddings(state, plan.role.value)
-    plan.merges.append(PlannedMerge(change, frozenset(expected)))
+    plan.merges.append(PlannedMerge(change, frozenset(expected), index))
     for embedding_id, metadata in expected.items():
         plan.update(embedding_id, metadata, index, required=False)
 

@@ -4,22 +4,26 @@ Read once (which planned ids exist), then write once per chunk of at most
 Chroma's max batch size. Before every write call the lease is checked; a
 lost lease stops the batch before the write, never after. Ids that do not
 exist yet are not written (Chroma's update silently ignores unknown ids) and
-are reported, so the changes that wanted them can be retried.
+are reported, so the changes that wanted them can be retried; so is a run
+whose delta is not in S3 yet.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from tasks.chroma.target import ChromaTarget, chunks
+from tasks.errors import DeltaNotReady
 from tasks.plan import WritePlan
+
+log = logging.getLogger(__name__)
 
 #: Called before every write call; raises when the lease no longer holds.
 LeaseCheck = Callable[[], None]
-#: Merges a compaction run's delta; returns the number of embeddings upserted.
 #: Merges a run's delta: (collection, change, lease check, the ids to keep) -> ids merged.
 DeltaMerger = Callable[[Any, Any, LeaseCheck, frozenset[str] | None], int]
 #: Told about every write call: kind, ids written, wall-clock start and end.
@@ -37,6 +41,8 @@ class WriteResult:
     merged: int = 0
     missing: set[str] = field(default_factory=set)
     write_calls: int = 0
+    #: Plan indices of run changes whose delta is not in S3 yet (they wait).
+    deltas_not_ready: set[int] = field(default_factory=set)
 
 
 class ChromaWriter:
@@ -74,7 +80,13 @@ class ChromaWriter:
                 if merge_delta is None:
                     raise NotImplementedError("compaction run merges need a delta merger")
                 start = time.time()
-                merged = merge_delta(collection, merge.change, check_lease, merge.keep)
+                try:
+                    merged = merge_delta(collection, merge.change, check_lease, merge.keep)
+                except DeltaNotReady as exc:
+                    # This run waits for its upload; the rest of the batch goes on.
+                    log.info("delta of %s not ready: %s", merge.change.event_id, exc)
+                    result.deltas_not_ready.add(merge.index)
+                    continue
                 journal("merge", merged, start, time.time())
                 result.merged += merged
             wanted = sorted(plan.updates)

@@ -492,6 +492,67 @@ def test_a_line_deleted_before_its_run_is_merged_does_not_come_back(
     assert run is not None and run["lines_merge_status"] == {"S": "COMPLETED"}
 
 
+def test_a_run_whose_delta_is_not_uploaded_yet_waits_alone(
+    aws: AwsSettings, s3: Any, dynamodb: Any, table: str, tmp_path: Path
+) -> None:
+    """A missing delta sets its run aside to wait; the rest of its batch is applied."""
+    rows = records()
+    delta = build_delta(tmp_path / "delta", "lines", rows)
+    s3.put_object(Bucket=BUCKET, Key="runs/r1/lines/delta.tar.gz", Body=tar_delta(delta))
+    put_lines(dynamodb, table, range(1, COUNT + 1))
+    put_run(dynamodb, table, lines_delta_prefix="runs/r1/lines/")
+    late = Change(
+        entity_type=EntityType.COMPACTION_RUN,
+        event_name="INSERT",
+        keys=ChangeKeys(image_id=IMAGE, receipt_id=RECEIPT, run_id="run-late"),
+        sequence_number="2",
+        event_id="run-late-insert",
+    )
+    dynamodb.put_item(
+        TableName=table,
+        Item={
+            "PK": {"S": image_pk(IMAGE)},
+            "SK": {"S": run_sk(RECEIPT, "run-late")},
+            "lines_delta_prefix": {"S": "runs/not-yet/lines/"},
+        },
+    )
+    edit = Change(
+        entity_type=EntityType.RECEIPT_LINE,
+        event_name="MODIFY",
+        keys=ChangeKeys(image_id=IMAGE, receipt_id=RECEIPT, line_id=2),
+        sequence_number="3",
+        event_id="line-2-edit",
+    )
+    settings = WorkerSettings.from_env(
+        {
+            "AWS_ENDPOINT_URL": str(aws.endpoint_url),
+            "CHROMASYNC_TABLE": table,
+            "CHROMASYNC_LOCK_URL": f"dynamodb://{table}-locks",
+            "CHROMASYNC_CHROMA_DIR": str(tmp_path / "chroma"),
+            "CHROMASYNC_DELTA_BUCKET": BUCKET,
+        }
+    )
+    runtime = WorkerRuntime(settings, merge_delta=S3DeltaMerger.from_settings(settings))
+    try:
+        first = runtime.apply_batch(ChangeBatch(collection="lines", changes=[run_change()]))
+        assert first.result.merged == COUNT
+        dynamodb.update_item(
+            TableName=table,
+            Key={"PK": {"S": image_pk(IMAGE)}, "SK": {"S": line_sk(RECEIPT, 2)}},
+            UpdateExpression="SET #t = :t",
+            ExpressionAttributeNames={"#t": "text"},
+            ExpressionAttributeValues={":t": {"S": "edited"}},
+        )
+        outcome = runtime.apply_batch(ChangeBatch(collection="lines", changes=[late, edit]))
+        assert outcome.waiting == {0} and outcome.failed == {}
+        assert outcome.result.deltas_not_ready == {0}
+        lines = runtime.target.collection("lines")
+        got = lines.get(ids=[line_embedding_id(IMAGE, RECEIPT, 2)], include=["metadatas"])
+        assert got["metadatas"][0]["text"] == "edited"
+    finally:
+        runtime.close()
+
+
 def test_delta_prefix_forms() -> None:
     assert parse_location("s3://b/runs/1", None) == DeltaLocation("b", "runs/1/")
     assert parse_location("runs/1/", "b") == DeltaLocation("b", "runs/1/")
