@@ -21,12 +21,15 @@ def _letter(collection: str, error: str) -> DeadLetter:
     return DeadLetter(collection, {"schema_version": 1}, "InvalidChange", error, "", 1, now, now)
 
 
-@pytest.mark.parametrize("fifo", [False, True])
-def test_a_worker_dead_letters_into_the_queues_provisioning_made(
-    producer_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, fifo: bool
-) -> None:
-    monkeypatch.setenv("CHROMASYNC_FIFO", "true" if fifo else "false")
-    settings = Settings.from_env()
+@pytest.fixture(params=[False, True], ids=["standard", "fifo"])
+def settings(
+    request: pytest.FixtureRequest, producer_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> Settings:
+    monkeypatch.setenv("CHROMASYNC_FIFO", "true" if request.param else "false")
+    return Settings.from_env()
+
+
+def test_a_worker_dead_letters_into_the_queues_provisioning_made(settings: Settings) -> None:
     ensure_queues(settings)
     queues = DeadLetterQueues(settings)
     words = settings.words_collection
@@ -37,12 +40,9 @@ def test_a_worker_dead_letters_into_the_queues_provisioning_made(
     assert queues.peek(settings.lines_collection, 10) == []
 
 
-@pytest.mark.parametrize("fifo", [False, True])
 def test_a_dead_letter_queue_the_worker_made_first_is_provisioned_as_it_is(
-    producer_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, fifo: bool
+    settings: Settings,
 ) -> None:
-    monkeypatch.setenv("CHROMASYNC_FIFO", "true" if fifo else "false")
-    settings = Settings.from_env()
     queues = DeadLetterQueues(settings)
     lines = settings.lines_collection
     queues.send(_letter(lines, "before provisioning"))

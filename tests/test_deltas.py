@@ -427,15 +427,21 @@ def test_lost_lease_stops_the_merge_before_the_next_upsert(
     assert list((tmp_path / "work").iterdir()) == []
 
 
-def test_worker_runtime_merges_a_run_batch_under_its_lease(
-    aws: AwsSettings, s3: Any, dynamodb: Any, table: str, tmp_path: Path
-) -> None:
-    """The merger as the worker wires it: runtime → lease → plan → writer → merger."""
+def stage_run(
+    s3: Any, dynamodb: Any, table: str, tmp_path: Path, line_ids: range | list[int]
+) -> list[Record]:
+    """Run r1 as an embedding job leaves it: its delta of every line in S3, the
+    lines ``line_ids`` in the table, then the run item. Returns the delta's rows."""
     rows = records()
     delta = build_delta(tmp_path / "delta", "lines", rows)
     s3.put_object(Bucket=BUCKET, Key="runs/r1/lines/delta.tar.gz", Body=tar_delta(delta))
-    put_lines(dynamodb, table, range(1, COUNT + 1))
+    put_lines(dynamodb, table, line_ids)
     put_run(dynamodb, table, lines_delta_prefix="runs/r1/lines/")
+    return rows
+
+
+def worker_runtime(aws: AwsSettings, table: str, tmp_path: Path) -> WorkerRuntime:
+    """The runtime a worker builds, on this test's table, Chroma directory and bucket."""
     settings = WorkerSettings.from_env(
         {
             "AWS_ENDPOINT_URL": str(aws.endpoint_url),
@@ -445,7 +451,15 @@ def test_worker_runtime_merges_a_run_batch_under_its_lease(
             "CHROMASYNC_DELTA_BUCKET": BUCKET,
         }
     )
-    runtime = WorkerRuntime(settings, merge_delta=S3DeltaMerger.from_settings(settings))
+    return WorkerRuntime(settings, merge_delta=S3DeltaMerger.from_settings(settings))
+
+
+def test_worker_runtime_merges_a_run_batch_under_its_lease(
+    aws: AwsSettings, s3: Any, dynamodb: Any, table: str, tmp_path: Path
+) -> None:
+    """The merger as the worker wires it: runtime → lease → plan → writer → merger."""
+    rows = stage_run(s3, dynamodb, table, tmp_path, range(1, COUNT + 1))
+    runtime = worker_runtime(aws, table, tmp_path)
     try:
         outcome = runtime.apply_batch(ChangeBatch(collection="lines", changes=[run_change()]))
         assert outcome.failed == {}
@@ -464,21 +478,10 @@ def test_a_line_deleted_before_its_run_is_merged_does_not_come_back(
 ) -> None:
     """The merge keeps to what the table holds when it runs: a late or retried merge of
     a delta must not bring back the embedding of a line deleted meanwhile."""
-    rows = records()
-    delta = build_delta(tmp_path / "delta", "lines", rows)
-    s3.put_object(Bucket=BUCKET, Key="runs/r1/lines/delta.tar.gz", Body=tar_delta(delta))
-    put_lines(dynamodb, table, [lid for lid in range(1, COUNT + 1) if lid != 3])
-    put_run(dynamodb, table, lines_delta_prefix="runs/r1/lines/")
-    settings = WorkerSettings.from_env(
-        {
-            "AWS_ENDPOINT_URL": str(aws.endpoint_url),
-            "CHROMASYNC_TABLE": table,
-            "CHROMASYNC_LOCK_URL": f"dynamodb://{table}-locks",
-            "CHROMASYNC_CHROMA_DIR": str(tmp_path / "chroma"),
-            "CHROMASYNC_DELTA_BUCKET": BUCKET,
-        }
+    rows = stage_run(
+        s3, dynamodb, table, tmp_path, [lid for lid in range(1, COUNT + 1) if lid != 3]
     )
-    runtime = WorkerRuntime(settings, merge_delta=S3DeltaMerger.from_settings(settings))
+    runtime = worker_runtime(aws, table, tmp_path)
     try:
         outcome = runtime.apply_batch(ChangeBatch(collection="lines", changes=[run_change()]))
         assert outcome.failed == {}
@@ -496,11 +499,7 @@ def test_a_run_whose_delta_is_not_uploaded_yet_waits_alone(
     aws: AwsSettings, s3: Any, dynamodb: Any, table: str, tmp_path: Path
 ) -> None:
     """A missing delta sets its run aside to wait; the rest of its batch is applied."""
-    rows = records()
-    delta = build_delta(tmp_path / "delta", "lines", rows)
-    s3.put_object(Bucket=BUCKET, Key="runs/r1/lines/delta.tar.gz", Body=tar_delta(delta))
-    put_lines(dynamodb, table, range(1, COUNT + 1))
-    put_run(dynamodb, table, lines_delta_prefix="runs/r1/lines/")
+    stage_run(s3, dynamodb, table, tmp_path, range(1, COUNT + 1))
     late = Change(
         entity_type=EntityType.COMPACTION_RUN,
         event_name="INSERT",
@@ -523,16 +522,7 @@ def test_a_run_whose_delta_is_not_uploaded_yet_waits_alone(
         sequence_number="3",
         event_id="line-2-edit",
     )
-    settings = WorkerSettings.from_env(
-        {
-            "AWS_ENDPOINT_URL": str(aws.endpoint_url),
-            "CHROMASYNC_TABLE": table,
-            "CHROMASYNC_LOCK_URL": f"dynamodb://{table}-locks",
-            "CHROMASYNC_CHROMA_DIR": str(tmp_path / "chroma"),
-            "CHROMASYNC_DELTA_BUCKET": BUCKET,
-        }
-    )
-    runtime = WorkerRuntime(settings, merge_delta=S3DeltaMerger.from_settings(settings))
+    runtime = worker_runtime(aws, table, tmp_path)
     try:
         first = runtime.apply_batch(ChangeBatch(collection="lines", changes=[run_change()]))
         assert first.result.merged == COUNT
