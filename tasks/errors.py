@@ -1,11 +1,13 @@
 """Which failures are worth retrying.
 
 Transient: the lock is busy or was lost, or Redis, DynamoDB, S3, SQS or
-Chroma could not be reached or throttled us. Everything else (a payload that
+Chroma could not be reached, throttled us or answered 5xx. Everything else (a payload that
 fails validation, a bug) is permanent and goes to the dead-letter queue.
 """
 
 from __future__ import annotations
+
+import sys
 
 from tasks.chroma.target import ChromaUnavailable
 from tasks.lease import LeaseLost, LockBusy
@@ -30,6 +32,10 @@ THROTTLING_CODES = frozenset(
 
 #: Error codes SQS (and moto) answer for a queue that does not exist.
 MISSING_QUEUE_CODES = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
+
+
+#: HTTP statuses of a Chroma server worth retrying: overloaded, failing or restarting.
+RETRY_HTTP_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
 def aws_error_code(exc: BaseException) -> str:
@@ -81,8 +87,15 @@ def is_transient(exc: BaseException) -> bool:
 
         if isinstance(exc, httpx.TransportError):
             return True
+        if isinstance(exc, httpx.HTTPStatusError):
+            return exc.response.status_code in RETRY_HTTP_STATUSES
     except ImportError:  # pragma: no cover
         pass
+    # A Chroma server's answer (HttpClient); only looked for once chromadb is loaded,
+    # so the CLI's error path does not import it.
+    chroma_errors = sys.modules.get("chromadb.errors")
+    if chroma_errors is not None and isinstance(exc, chroma_errors.ChromaError):
+        return exc.code() in RETRY_HTTP_STATUSES
     # Chroma's HTTP client wraps connection failures in its own errors.
     text = f"{type(exc).__name__}: {exc}".lower()
     return any(s in text for s in ("connection refused", "connecterror", "could not connect"))

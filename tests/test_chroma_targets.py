@@ -71,3 +71,20 @@ def test_an_unreachable_chroma_server_says_so() -> None:
         target.collection("words")
     assert "CHROMASYNC_CHROMA_URL" in str(info.value)
     assert is_transient(info.value)
+
+
+def test_a_chroma_server_that_is_overloaded_is_retried_one_that_refuses_is_not() -> None:
+    import chromadb.errors
+    import httpx
+
+    from tasks.errors import is_transient
+
+    assert is_transient(chromadb.errors.InternalError("boom"))  # 500
+    assert is_transient(chromadb.errors.RateLimitError("slow down"))  # 429
+    assert not is_transient(chromadb.errors.InvalidArgumentError("bad metadata"))  # 400
+    assert not is_transient(chromadb.errors.NotFoundError("no such collection"))  # 404
+    request = httpx.Request("POST", "http://127.0.0.1:8000/api/v2/update")
+    for status, transient in ((503, True), (502, True), (400, False), (422, False)):
+        response = httpx.Response(status, request=request)
+        error = httpx.HTTPStatusError(str(status), request=request, response=response)
+        assert is_transient(error) is transient, status
