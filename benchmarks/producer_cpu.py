@@ -43,8 +43,7 @@ class NullPublisher(Publisher):
         self.settings = settings
 
     def publish(self, batch: WireBatch | ChangeBatch) -> Published:
-        if isinstance(batch, ChangeBatch):
-            batch = WireBatch.of(batch)
+        batch = WireBatch.of(batch)
         batch.to_payload()
         return Published(
             batch.batch_id,

@@ -17,12 +17,12 @@ published exactly as the stream's changes are, with the process's Publisher
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
 from pydantic import ValidationError
 
 from producers import defaults
-from producers.contract import Change, WireChange, validation_reasons
+from producers.contract import Change, validation_reasons
 from producers.entities import SPECS_BY_TYPE
 from producers.packing import Routed, pack, sized
 from producers.pipeline import ProcessReport, collection_for
@@ -85,7 +85,7 @@ def enqueue(
         )
     routed: list[Routed] = []
     for change in valid:
-        wire, size = sized(cast(WireChange, change.model_dump(mode="json")))
+        wire, size = sized(change.to_wire())
         if collection is not None:
             routed.append(Routed(collection, wire, size))
             continue

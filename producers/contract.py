@@ -51,7 +51,9 @@ ImageId = Annotated[str, StringConstraints(min_length=1, pattern=r"^[^#]+$")]
 #: A receipt's, line's or word's number (five digits in the sort key).
 ItemId = Annotated[int, Field(ge=0, le=99999)]
 EventId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
-CollectionName = Annotated[str, StringConstraints(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")]
+#: What a collection's name may hold (it is also a queue's name).
+_COLLECTION_CHARS: Final = r"[A-Za-z0-9_-]+"
+CollectionName = Annotated[str, StringConstraints(min_length=1, pattern=f"^{_COLLECTION_CHARS}$")]
 
 
 #: Types :func:`json_safe` returns unchanged (exact types: the fast path).
@@ -171,6 +173,10 @@ class Change(BaseModel):
     @property
     def receipt_key(self) -> tuple[str, int]:
         return (self.keys.image_id, self.keys.receipt_id)
+
+    def to_wire(self) -> WireChange:
+        """The change as a payload carries it (validated already: it is a ``Change``)."""
+        return cast(WireChange, self.model_dump(mode="json"))
 
 
 # -- the wire form: what the producer builds, validates and sends -------------------------
@@ -296,7 +302,7 @@ class ChangeBatch(BaseModel):
         return _batch_summary(self.collection, self.batch_id, kinds)
 
 
-_COLLECTION_NAME: Final = re.compile(r"[A-Za-z0-9_-]+")
+_COLLECTION_NAME: Final = re.compile(_COLLECTION_CHARS)
 
 
 @dataclass(frozen=True)
@@ -316,14 +322,16 @@ class WireBatch:
 
     def __post_init__(self) -> None:
         if not _COLLECTION_NAME.fullmatch(self.collection):
-            raise ValueError(f"collection name {self.collection!r} is not [A-Za-z0-9_-]+")
+            raise ValueError(f"collection name {self.collection!r} is not {_COLLECTION_CHARS}")
         if not self.changes:
             raise ValueError("a batch holds at least one change")
 
     @classmethod
-    def of(cls, batch: ChangeBatch) -> WireBatch:
-        """The same batch (id, time, producer) in the wire form."""
-        changes = [cast(WireChange, c.model_dump(mode="json")) for c in batch.changes]
+    def of(cls, batch: WireBatch | ChangeBatch) -> WireBatch:
+        """The same batch (id, time, producer) in the wire form (a WireBatch as it is)."""
+        if isinstance(batch, WireBatch):
+            return batch
+        changes = [c.to_wire() for c in batch.changes]
         return cls(batch.collection, changes, batch.producer, batch.batch_id, batch.produced_at)
 
     def to_payload(self) -> dict[str, Any]:

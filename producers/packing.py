@@ -75,8 +75,8 @@ def _size(change: WireChange) -> int:
     )
 
 
-def shrink(change: WireChange) -> WireChange:
-    """Make a change that is too big for one message fit, without losing what the worker needs.
+def sized(change: WireChange) -> tuple[WireChange, int]:
+    """The change, made to fit one message if it is too big, and its serialised size.
 
     First the informational ``new_image`` goes, then the old/new values of
     its changed fields (their names stay): the worker re-reads the item's
@@ -84,11 +84,6 @@ def shrink(change: WireChange) -> WireChange:
     A DynamoDB item may hold 400 KB, so a MODIFY of a long ``reasoning`` can
     need both steps.
     """
-    return sized(change)[0]
-
-
-def sized(change: WireChange) -> tuple[WireChange, int]:
-    """:func:`shrink`, and the serialised size of what it returns."""
     size = _size(change)
     if size <= MAX_PAYLOAD_BYTES:
         return change, size

@@ -115,8 +115,7 @@ class Publisher:
 
     def publish(self, batch: WireBatch | ChangeBatch) -> Published:
         """Send one batch (the producer's wire form, or a batch of ``Change`` models)."""
-        if isinstance(batch, ChangeBatch):
-            batch = WireBatch.of(batch)
+        batch = WireBatch.of(batch)
         payload = batch.to_payload()
         options = self._options(batch)
         last: Exception | None = None

@@ -1,8 +1,9 @@
 """Which failures are worth retrying.
 
 Transient: the lock is busy or was lost, or Redis, DynamoDB, S3, SQS or
-Chroma could not be reached, throttled us or answered 5xx. Everything else (a payload that
-fails validation, a bug) is permanent and goes to the dead-letter queue.
+Chroma could not be reached, throttled us or answered 5xx. Everything else
+(a payload that fails validation, a bug) is permanent and goes to the
+dead-letter queue.
 """
 
 from __future__ import annotations

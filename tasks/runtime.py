@@ -114,7 +114,8 @@ class WorkerRuntime:
         result = self.writer.apply(plan, held.check, self.merge_delta, journal)
         for missing in result.missing:
             outcome.waiting.update(offset[i] for i in plan.wanted_by.get(missing, ()))
-        outcome.waiting.update(offset[i] for i in result.deltas_not_ready)
+        not_ready = {offset[i] for i in result.deltas_not_ready}
+        outcome.waiting |= not_ready
         result.missing = {m for m in result.missing if plan.wanted_by.get(m)}
         total = outcome.result
         total.updated += result.updated
@@ -122,7 +123,7 @@ class WorkerRuntime:
         total.merged += result.merged
         total.write_calls += result.write_calls
         total.missing |= result.missing
-        total.deltas_not_ready |= {offset[i] for i in result.deltas_not_ready}
+        total.deltas_not_ready |= not_ready
 
     def apply_batch(self, batch: ChangeBatch) -> BatchOutcome:
         """Apply a batch under the collection's lease.

@@ -7,10 +7,7 @@ import contextlib
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    pass
+from typing import Any
 
 #: Exit status when a snapshot was refused (lock busy or lost, upload failed, corrupt archive).
 EXIT_REFUSED = 1
