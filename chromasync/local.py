@@ -20,6 +20,11 @@ from typing import IO, Any, TypeVar
 
 T = TypeVar("T")
 
+#: Requests moto lets through unchecked after :meth:`MotoServer.relax_iam`: moto
+#: enforces IAM once it has let the count set by ``/moto-api/reset-auth`` through,
+#: so "not enforced" is a count no run reaches.
+RELAXED_NO_AUTH_ACTION_COUNT = 2**62
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -128,7 +133,32 @@ class MotoServer(LocalServer):
             return bool(response.status == 200)
 
     def reset(self) -> None:
+        """Empty every backend, IAM's users and policies included (enforcement stays as it is)."""
         request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
+        urllib.request.urlopen(request, timeout=10).close()
+
+    def enforce_iam(self) -> None:
+        """Make every later request need the credentials of an IAM user that exists in moto.
+
+        Requests are then authorised against the user's policies by
+        :mod:`chromasync.motoiam` (resource ARNs and conditions as AWS evaluates
+        them), so create the users, their policies and access keys first.
+        """
+        self._reset_auth(0)
+
+    def relax_iam(self) -> None:
+        """Stop checking credentials and policies again (moto's default)."""
+        self._reset_auth(RELAXED_NO_AUTH_ACTION_COUNT)
+
+    def _reset_auth(self, free_requests: int) -> None:
+        # The count goes in the body as plain text: with urllib's default form
+        # content type werkzeug consumes the body as a form and moto reads nothing.
+        request = urllib.request.Request(
+            f"{self.url}/moto-api/reset-auth",
+            data=str(free_requests).encode("ascii"),
+            method="POST",
+            headers={"Content-Type": "text/plain"},
+        )
         urllib.request.urlopen(request, timeout=10).close()
 
 

@@ -11,8 +11,10 @@ atomicity the locks need. It also makes moto's reads cheaper without changing
 their answers: a Query reads its partition, not the whole table
 (:func:`index_partition_queries`), reads are written out as JSON directly
 (:func:`serialise_reads_directly`) and per-request lookups that never change are
-computed once (:func:`cache_fixed_lookups`). Run it as
-``python -m chromasync.motoserver -p PORT [--moto-serializer]``.
+computed once (:func:`cache_fixed_lookups`). When IAM is enforced
+(``INITIAL_NO_AUTH_ACTION_COUNT`` or ``/moto-api/reset-auth``), requests are
+authorised the way AWS does it by :mod:`chromasync.motoiam`, installed only
+then. Run it as ``python -m chromasync.motoserver -p PORT [--moto-serializer]``.
 """
 
 from __future__ import annotations
@@ -195,6 +197,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     os.environ.setdefault("MOTO_PORT", str(args.port))
     index_partition_queries()
     cache_fixed_lookups()
+    # Before moto's API routes exist: it watches /moto-api/reset-auth.
+    from chromasync.motoiam import install_on_demand
+
+    install_on_demand()
     if not args.moto_serializer:
         serialise_reads_directly()
     app = DomainDispatcherApplication(create_backend_app)
