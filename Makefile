@@ -1,18 +1,27 @@
 # The two commands of the README: `make run` and `make test`.
-# Both create the virtualenv (.venv, Python >= 3.11) and install the project first.
+# Both create the virtualenv (.venv, Python >= 3.11) and install the project first,
+# with every extra: the worker side, the demo, the benchmarks and the dev tools.
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint check-compose services clean
+# What `make lock` runs: uv, pinned, in a throwaway virtualenv of its own.
+LOCK_TOOLS := .chromasync/tools
+UV_VERSION := 0.13.9
+# Extra flags for `uv pip compile`, e.g. `make lock LOCK_FLAGS=--upgrade`.
+LOCK_FLAGS ?=
+LOCK_COMPILE = $(LOCK_TOOLS)/bin/uv pip compile --quiet --python-version 3.11 --generate-hashes \
+	--custom-compile-command "make lock" $(LOCK_FLAGS)
+
+.PHONY: run test lint check-compose services clean lambda-zip lock
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("chromasync needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[worker,demo,bench,dev]"
 	touch $(STAMP)
 
 ## run: the main job on the embedded default (moto + embedded Chroma; no AWS, no Docker)
@@ -33,6 +42,24 @@ check-compose:
 	@test -x .chromasync/node/node_modules/.bin/dclint || npm install --silent --no-audit --no-fund --prefix .chromasync/node dclint@3 >/dev/null
 	.chromasync/node/node_modules/.bin/dclint --quiet docker-compose.yml
 	@echo "docker-compose.yml is valid against the Compose specification"
+
+## lambda-zip: dist/chromasync-producer.zip, the Lambda handler with the producer's
+## dependencies only (deploy/requirements/lambda.txt, for python3.11 x86_64)
+lambda-zip: $(STAMP)
+	$(BIN)/python deploy/lambda/build.py
+
+## lock: pin the image's and the Lambda's dependencies (CPython 3.11, Linux x86_64) from
+## pyproject.toml; versions already pinned are kept unless LOCK_FLAGS=--upgrade
+lock:
+	@$(LOCK_TOOLS)/bin/uv --version 2>/dev/null | grep -q "^uv $(UV_VERSION) " || { \
+		$(PYTHON) -m venv $(LOCK_TOOLS) && \
+		$(LOCK_TOOLS)/bin/python -m pip install --quiet uv==$(UV_VERSION); }
+	$(LOCK_COMPILE) --python-platform x86_64-manylinux_2_28 \
+		pyproject.toml deploy/requirements/build.in --extra worker --extra demo --extra bench \
+		--output-file deploy/requirements/image.txt
+	$(LOCK_COMPILE) --python-platform x86_64-manylinux2014 \
+		pyproject.toml --constraint deploy/requirements/image.txt \
+		--output-file deploy/requirements/lambda.txt
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
