@@ -18,18 +18,20 @@ from typing import Any
 from urllib.parse import quote, urlparse
 
 from producers.config import AwsSettings, Settings, env_float, env_int
+from producers.sqs_transport import TRANSPORT_PATH
 
 
 def sqs_broker_url(aws: AwsSettings, env: Mapping[str, str]) -> str:
     explicit = env.get("CELERY_BROKER_URL", "").strip()
     if explicit:
         return explicit
-    if not aws.endpoint_url:
-        # Real AWS: kombu takes credentials from boto3's usual chain.
+    if not aws.endpoint_url or not aws.access_key_id or aws.session_token:
+        # Real AWS: kombu takes credentials from boto3's usual chain (a broker URL
+        # cannot carry a session token), and the endpoint from the region.
         return "sqs://"
     endpoint = urlparse(aws.endpoint_url)
     user = quote(aws.access_key_id, safe="")
-    secret = quote(aws.secret_access_key, safe="")
+    secret = quote(aws.secret_access_key or "", safe="")
     return f"sqs://{user}:{secret}@{endpoint.hostname}:{endpoint.port or 80}"
 
 
@@ -68,8 +70,13 @@ def celery_settings(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     env = os.environ if env is None else env
     settings = Settings.from_env(env)
     aws = settings.aws
+    broker_url = sqs_broker_url(aws, env)
     return {
-        "broker_url": sqs_broker_url(aws, env),
+        "broker_url": broker_url,
+        # SQS queues are looked up, never listed or created (producers.sqs_transport):
+        # only `chromasync provision` creates them, and the roles may not. Another
+        # broker (Flower reads the events Redis through this module) keeps its own.
+        "broker_transport": TRANSPORT_PATH if broker_url.startswith("sqs://") else None,
         "broker_transport_options": {
             "region": aws.region,
             "is_secure": bool(aws.endpoint_url and aws.endpoint_url.startswith("https")),

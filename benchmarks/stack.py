@@ -1,6 +1,6 @@
 """One benchmark system: moto (server mode), redis-server, an embedded Chroma directory.
 
-The pieces are chromasync's own (``ensure_table``/``ensure_queues``, the seed
+The pieces are chromasync's own (``provision``, the seed
 helpers, :class:`~chromasync.workers.WorkerProcess`, :class:`~chromasync.local.MotoServer`),
 so what is measured is what ships. Timing comes from the workers' audit log
 (``CHROMASYNC_AUDIT_LOG``: wall-clock start and end of every Chroma write call), so
@@ -24,7 +24,7 @@ from typing import Any
 
 from benchmarks.workload import Expect, Role, TableOp, final_expectations
 from chromasync.local import MotoServer, wait_for
-from chromasync.provision import ensure_queues, ensure_table
+from chromasync.provision import provision
 from chromasync.seed import (
     ReceiptSpec,
     seed_chroma,
@@ -104,8 +104,7 @@ class BenchStack:
         for name in ("CELERY_BROKER_URL", "CHROMASYNC_CHROMA_URL", "CHROMASYNC_FIFO"):
             env.pop(name, None)
         settings = Settings.from_env(env)
-        ensure_table(settings)
-        ensure_queues(settings)
+        provision(env, source_table=True)
         return cls(workdir, redis_url, moto, env, settings)
 
     # -- clients ---------------------------------------------------------------------------

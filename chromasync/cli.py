@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from chromasync.commands import COMMANDS
 from chromasync.commands.common import EXIT_CONFIG, EXIT_UNAVAILABLE
 from producers.config import ConfigError
+from producers.resources import DeploymentError, not_permitted
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -46,8 +47,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"chromasync: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except DeploymentError as exc:
+        print(f"chromasync: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     except Exception as exc:
         from tasks.errors import is_transient
+
+        denied = not_permitted(exc, f"a call of `chromasync {args.command}`")
+        if denied is not None:
+            print(f"chromasync: {denied}", file=sys.stderr)
+            return EXIT_UNAVAILABLE
 
         if is_transient(exc):
             print(

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from chromasync.local import MotoServer, redis_answers, wait_for
-from chromasync.provision import ensure_table
+from chromasync.provision import provision
 from chromasync.runner import RunningPipeline
 from chromasync.seed import ReceiptSpec, demo_receipts, merchant_fields, seed_chroma, seed_table
 from producers.config import Settings
@@ -137,7 +137,7 @@ def run_demo(
             report.lock = "dynamodb (chromasync-locks on moto)"
         os.environ.update(env)
         settings = Settings.from_env(env)
-        ensure_table(settings)
+        provision(env, source_table=True)
         table = boto3.resource("dynamodb", **settings.aws.client_kwargs()).Table(settings.table)
         specs = demo_receipts(receipts)
         seed_table(table, specs)

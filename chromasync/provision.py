@@ -1,18 +1,33 @@
-"""Creating what the pipeline needs in AWS (or moto): queues with dead-letter queues, the table.
+"""Creating what the pipeline needs in AWS (or moto): the only code that creates anything.
 
-Every collection gets its main queue with an SQS RedrivePolicy onto its
-dead-letter queue: the safety net for a worker that dies mid-task again and
-again (the worker itself dead-letters what it cannot apply, with details).
+Producer, poller, worker, lock and dead-letter code only look resources up
+(:mod:`producers.resources`); their roles may not create (``deploy/iam``).
+``chromasync provision`` runs :func:`provision`, which creates, for the
+settings in the environment:
+
+* every collection's queue with an SQS RedrivePolicy onto its dead-letter
+  queue (the safety net for a worker that dies mid-task again and again; the
+  worker itself dead-letters what it cannot apply, with details);
+* the quarantine queue of malformed stream records;
+* the poller's checkpoint table and the lock table, when their URLs name
+  DynamoDB tables;
+* the snapshot bucket (unless told not to);
+* with ``--table``, the source table with its stream (local setups only: on
+  AWS the table belongs to the service that writes it).
+
+Every step is idempotent: running it again changes nothing that exists.
+``deploy/cloudformation.yaml`` declares the same resources for AWS.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from producers.config import Settings
+from producers.config import AwsSettings, Settings
 
 #: Receives of one message before SQS moves it to the dead-letter queue.
 MAX_RECEIVE_COUNT = 10
@@ -20,21 +35,60 @@ MAX_RECEIVE_COUNT = 10
 #: (producers.packing). SQS and moto now default to 1 MiB; setting it on the
 #: queue makes a message over our limit fail loudly, locally too.
 MAX_MESSAGE_BYTES = 262_144
+#: ``CreateTable`` arguments of the source table (``--table``): PK/SK strings, a
+#: ``NEW_AND_OLD_IMAGES`` stream (the producer needs both images to see what changed).
+SOURCE_TABLE_SCHEMA: dict[str, Any] = {
+    "KeySchema": [
+        {"AttributeName": "PK", "KeyType": "HASH"},
+        {"AttributeName": "SK", "KeyType": "RANGE"},
+    ],
+    "AttributeDefinitions": [
+        {"AttributeName": "PK", "AttributeType": "S"},
+        {"AttributeName": "SK", "AttributeType": "S"},
+    ],
+    "BillingMode": "PAY_PER_REQUEST",
+    "StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+}
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    """One resource provisioning made sure of, for the command's report."""
+
+    #: ``SQS queue``, ``DynamoDB table`` or ``S3 bucket``.
+    kind: str
+    name: str
+    #: Its URL, ARN or stream ARN.
+    detail: str
+
+    def line(self) -> str:
+        return f"{self.kind} {self.name}: {self.detail}"
+
+
+def _sqs(settings: Settings, client: Any | None) -> Any:
+    import boto3
+
+    return client or boto3.client("sqs", **settings.aws.client_kwargs())
+
+
+def _dynamodb(settings: Settings, client: Any | None) -> Any:
+    import boto3
+
+    return client or boto3.client("dynamodb", **settings.aws.client_kwargs())
 
 
 def ensure_queues(settings: Settings, client: Any | None = None) -> dict[str, str]:
-    """Create each collection's queue and dead-letter queue; return name → URL.
+    """Create each collection's queue and dead-letter queue, and the quarantine queue;
+    return name → URL.
 
     The visibility timeout is ``CHROMASYNC_VISIBILITY_TIMEOUT`` (the same value
     the workers' kombu transport uses), set on the queue itself: SQS hides a
     received message for the *queue's* timeout.
     """
-    visibility_timeout = settings.visibility_timeout
-    import boto3
-
+    from producers.quarantine import QUARANTINE_RETENTION_SECONDS, Quarantine
     from tasks.deadletter import dead_letter_queue_attributes
 
-    sqs = client or boto3.client("sqs", **settings.aws.client_kwargs())
+    sqs = _sqs(settings, client)
     urls: dict[str, str] = {}
     for collection in settings.collections:
         dlq_name = settings.dlq_name(collection)
@@ -49,7 +103,7 @@ def ensure_queues(settings: Settings, client: Any | None = None) -> dict[str, st
         url = sqs.create_queue(
             QueueName=name,
             Attributes={
-                "VisibilityTimeout": str(visibility_timeout),
+                "VisibilityTimeout": str(settings.visibility_timeout),
                 "MaximumMessageSize": str(MAX_MESSAGE_BYTES),
                 "RedrivePolicy": json.dumps(
                     {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT}
@@ -59,30 +113,106 @@ def ensure_queues(settings: Settings, client: Any | None = None) -> dict[str, st
         )["QueueUrl"]
         urls[name] = url
         urls[dlq_name] = dlq_url
+    quarantine = Quarantine(settings).queue_name
+    urls[quarantine] = sqs.create_queue(
+        QueueName=quarantine,
+        Attributes={"MessageRetentionPeriod": str(QUARANTINE_RETENTION_SECONDS)},
+    )["QueueUrl"]
     return urls
 
 
-def ensure_table(settings: Settings, client: Any | None = None) -> str:
-    """Create the receipts table with a NEW_AND_OLD_IMAGES stream; return the stream ARN."""
+def ensure_dynamodb_table(dynamodb: Any, name: str, schema: Mapping[str, Any]) -> dict[str, Any]:
+    """Create a table unless it exists, wait until it is ACTIVE; return its description."""
+    # ResourceInUse: made before (or by another provisioner at the same moment).
+    with contextlib.suppress(dynamodb.exceptions.ResourceInUseException):
+        dynamodb.create_table(TableName=name, **schema)
+    dynamodb.get_waiter("table_exists").wait(
+        TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+    )
+    description: dict[str, Any] = dynamodb.describe_table(TableName=name)["Table"]
+    return description
+
+
+def ensure_lock_table(aws: AwsSettings, table: str) -> str:
+    """Create a DynamoDB lock table (``CHROMASYNC_LOCK_URL=dynamodb://TABLE``); return its ARN."""
     import boto3
 
-    dynamodb = client or boto3.client("dynamodb", **settings.aws.client_kwargs())
-    with contextlib.suppress(dynamodb.exceptions.ResourceInUseException):
-        dynamodb.create_table(
-            TableName=settings.table,
-            KeySchema=[
-                {"AttributeName": "PK", "KeyType": "HASH"},
-                {"AttributeName": "SK", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "PK", "AttributeType": "S"},
-                {"AttributeName": "SK", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-        )
-    table = dynamodb.describe_table(TableName=settings.table)["Table"]
+    from tasks.locks.backends.dynamodb import LOCK_TABLE_SCHEMA
+
+    client = boto3.client("dynamodb", **aws.client_kwargs())
+    try:
+        return str(ensure_dynamodb_table(client, table, LOCK_TABLE_SCHEMA)["TableArn"])
+    finally:
+        client.close()
+
+
+def ensure_table(settings: Settings, client: Any | None = None) -> str:
+    """Create the source table with a NEW_AND_OLD_IMAGES stream; return the stream ARN."""
+    table = ensure_dynamodb_table(_dynamodb(settings, client), settings.table, SOURCE_TABLE_SCHEMA)
     return str(table["LatestStreamArn"])
+
+
+def ensure_bucket(settings: Settings, bucket: str, client: Any | None = None) -> None:
+    """Create an S3 bucket in the settings' region unless this account already owns it.
+
+    A name another account owns is a :class:`~producers.config.ConfigError`
+    naming the variable to change (bucket names are global on AWS).
+    """
+    import boto3
+    from botocore.exceptions import ClientError
+
+    from producers.config import ConfigError
+    from producers.resources import error_code
+
+    s3 = client or boto3.client("s3", **settings.aws.client_kwargs())
+    request: dict[str, Any] = {"Bucket": bucket}
+    if settings.aws.region != "us-east-1":
+        request["CreateBucketConfiguration"] = {"LocationConstraint": settings.aws.region}
+    try:
+        s3.create_bucket(**request)
+    except ClientError as exc:
+        code = error_code(exc)
+        if code == "BucketAlreadyExists":
+            raise ConfigError(
+                f"S3 bucket {bucket!r} belongs to another account (names are global); set "
+                "CHROMASYNC_SNAPSHOT_BUCKET to a name of yours, or pass --no-snapshot-bucket"
+            ) from exc
+        if code != "BucketAlreadyOwnedByYou":
+            raise
+
+
+def provision(
+    env: Mapping[str, str],
+    *,
+    source_table: bool = False,
+    snapshot_bucket: bool = True,
+) -> list[Provisioned]:
+    """Create everything the settings in ``env`` name (see the module docstring)."""
+    from producers.checkpoints import CHECKPOINT_TABLE_SCHEMA, checkpoint_table
+    from tasks.config import WorkerSettings
+    from tasks.locks import lock_table
+
+    worker = WorkerSettings.from_env(env)
+    settings = worker.shared
+    dynamodb = _dynamodb(settings, None)
+    done: list[Provisioned] = []
+    if source_table:
+        done.append(Provisioned("DynamoDB table", settings.table, ensure_table(settings, dynamodb)))
+    for name, url in ensure_queues(settings).items():
+        done.append(Provisioned("SQS queue", name, url))
+    checkpoints = checkpoint_table(env)
+    if checkpoints is not None:
+        arn = ensure_dynamodb_table(dynamodb, checkpoints, CHECKPOINT_TABLE_SCHEMA)["TableArn"]
+        done.append(Provisioned("DynamoDB table", checkpoints, str(arn)))
+    locks = lock_table(worker.lock_url)
+    if locks is not None:
+        done.append(Provisioned("DynamoDB table", locks, ensure_lock_table(settings.aws, locks)))
+    if snapshot_bucket:
+        ensure_bucket(settings, worker.snapshot_bucket)
+        done.append(
+            Provisioned("S3 bucket", worker.snapshot_bucket, f"s3://{worker.snapshot_bucket}")
+        )
+    return done
 
 
 @dataclass(frozen=True)
@@ -119,12 +249,11 @@ def queue_names(settings: Settings) -> list[tuple[str, str | None, str]]:
 
 def queue_depths(settings: Settings, client: Any | None = None) -> list[QueueDepth]:
     """Depth of every queue from its SQS attributes; a queue not created yet says so."""
-    import boto3
     from botocore.exceptions import ClientError
 
-    from tasks.errors import MISSING_QUEUE_CODES, aws_error_code
+    from producers.resources import MISSING_QUEUE_CODES, error_code
 
-    sqs = client or boto3.client("sqs", **settings.aws.client_kwargs())
+    sqs = _sqs(settings, client)
     depths = []
     for name, collection, kind in queue_names(settings):
         try:
@@ -138,7 +267,7 @@ def queue_depths(settings: Settings, client: Any | None = None) -> list[QueueDep
                 ],
             )["Attributes"]
         except ClientError as exc:
-            if aws_error_code(exc) in MISSING_QUEUE_CODES:
+            if error_code(exc) in MISSING_QUEUE_CODES:
                 depths.append(QueueDepth(name, collection, kind, exists=False))
                 continue
             raise

@@ -1,6 +1,9 @@
-"""The running pipeline: queues provisioned, one worker per collection, the stream poller.
+"""The running pipeline: one worker per collection and the stream poller.
 
 Used by ``chromasync run`` (until interrupted) and ``chromasync run --demo``.
+It creates nothing: the queues must have been provisioned (``chromasync
+provision``; the demo does it first), and a missing one stops it before any
+worker starts.
 """
 
 from __future__ import annotations
@@ -11,13 +14,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chromasync.provision import ensure_queues, queues_empty
+from chromasync.provision import queue_names, queues_empty
 from chromasync.workers import WorkerProcess
 from producers.checkpoints import checkpoint_store_from_env
 from producers.config import Settings
 from producers.pipeline import StreamProcessor
 from producers.poller import StartPosition, StreamPoller
 from producers.publishing import Publisher
+from producers.resources import queue_url
 from tasks.metrics import ShardMetrics
 
 log = logging.getLogger(__name__)
@@ -36,7 +40,7 @@ class RunningPipeline:
 
     def __enter__(self) -> RunningPipeline:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        ensure_queues(self.settings)
+        self.check_queues()
         for collection in self.settings.collections:
             self.workers.append(
                 WorkerProcess.start(
@@ -59,6 +63,17 @@ class RunningPipeline:
         )
         self._thread.start()
         return self
+
+    def check_queues(self) -> None:
+        """Raise MissingResource for the first queue that was not provisioned."""
+        import boto3
+
+        sqs = boto3.client("sqs", **self.settings.aws.client_kwargs())
+        try:
+            for name, _collection, _kind in queue_names(self.settings):
+                queue_url(sqs, name)
+        finally:
+            sqs.close()
 
     def workers_ready(self) -> bool:
         """True once every worker has logged that it is ready to consume."""

@@ -6,22 +6,33 @@ poller re-sends at most the batch it was working on (the worker is
 idempotent) and never skips a record.
 
 Chosen by ``CHROMASYNC_CHECKPOINT_URL``: ``dynamodb://TABLE`` (default
-``dynamodb://chromasync-checkpoints``) or ``redis://HOST:PORT/DB``.
+``dynamodb://chromasync-checkpoints``) or ``redis://HOST:PORT/DB``. The
+DynamoDB table is made by ``chromasync provision``
+(:data:`CHECKPOINT_TABLE_SCHEMA`); the poller only reads and writes items,
+and a missing table is :class:`~producers.resources.MissingResource`.
 """
 
 from __future__ import annotations
 
 import abc
-import contextlib
 import os
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 from producers.config import AwsSettings, ConfigError, env_url
+from producers.resources import missing_table
 
 #: Where checkpoints live unless ``CHROMASYNC_CHECKPOINT_URL`` says otherwise.
 DEFAULT_CHECKPOINT_URL = "dynamodb://chromasync-checkpoints"
+#: Key schema of the DynamoDB checkpoint table (``CreateTable`` arguments, for provisioning).
+CHECKPOINT_TABLE_SCHEMA: dict[str, Any] = {
+    "KeySchema": [{"AttributeName": "shard", "KeyType": "HASH"}],
+    "AttributeDefinitions": [{"AttributeName": "shard", "AttributeType": "S"}],
+    "BillingMode": "PAY_PER_REQUEST",
+}
+
+_T = TypeVar("_T")
 
 
 class CheckpointStore(abc.ABC):
@@ -41,30 +52,33 @@ class CheckpointStore(abc.ABC):
 
 
 class DynamoDBCheckpointStore(CheckpointStore):
-    def __init__(self, aws: AwsSettings, table: str, create: bool = True) -> None:
+    def __init__(self, aws: AwsSettings, table: str) -> None:
         import boto3
 
         self.table = table
         self.client = boto3.client("dynamodb", **aws.client_kwargs())
-        if create:
-            self._ensure_table()
 
-    def _ensure_table(self) -> None:
-        with contextlib.suppress(self.client.exceptions.ResourceInUseException):
-            self.client.create_table(
-                TableName=self.table,
-                KeySchema=[{"AttributeName": "shard", "KeyType": "HASH"}],
-                AttributeDefinitions=[{"AttributeName": "shard", "AttributeType": "S"}],
-                BillingMode="PAY_PER_REQUEST",
-            )
+    def _call(self, call: Callable[[], _T]) -> _T:
+        """One request; a missing table becomes MissingResource naming it."""
+        from botocore.exceptions import ClientError
+
+        try:
+            return call()
+        except ClientError as exc:
+            missing = missing_table(exc, self.client, self.table)
+            if missing is not None:
+                raise missing from exc
+            raise
 
     @staticmethod
     def _key(stream_arn: str, shard_id: str) -> dict[str, Any]:
         return {"shard": {"S": f"{stream_arn}|{shard_id}"}}
 
     def _item(self, stream_arn: str, shard_id: str) -> dict[str, Any]:
-        response = self.client.get_item(
-            TableName=self.table, Key=self._key(stream_arn, shard_id), ConsistentRead=True
+        response = self._call(
+            lambda: self.client.get_item(
+                TableName=self.table, Key=self._key(stream_arn, shard_id), ConsistentRead=True
+            )
         )
         item: dict[str, Any] = response.get("Item", {})
         return item
@@ -74,19 +88,23 @@ class DynamoDBCheckpointStore(CheckpointStore):
         return item["sequence_number"]["S"] if "sequence_number" in item else None
 
     def put(self, stream_arn: str, shard_id: str, sequence_number: str) -> None:
-        self.client.update_item(
-            TableName=self.table,
-            Key=self._key(stream_arn, shard_id),
-            UpdateExpression="SET sequence_number = :s",
-            ExpressionAttributeValues={":s": {"S": sequence_number}},
+        self._call(
+            lambda: self.client.update_item(
+                TableName=self.table,
+                Key=self._key(stream_arn, shard_id),
+                UpdateExpression="SET sequence_number = :s",
+                ExpressionAttributeValues={":s": {"S": sequence_number}},
+            )
         )
 
     def mark_closed(self, stream_arn: str, shard_id: str) -> None:
-        self.client.update_item(
-            TableName=self.table,
-            Key=self._key(stream_arn, shard_id),
-            UpdateExpression="SET closed = :t",
-            ExpressionAttributeValues={":t": {"BOOL": True}},
+        self._call(
+            lambda: self.client.update_item(
+                TableName=self.table,
+                Key=self._key(stream_arn, shard_id),
+                UpdateExpression="SET closed = :t",
+                ExpressionAttributeValues={":t": {"BOOL": True}},
+            )
         )
 
     def is_closed(self, stream_arn: str, shard_id: str) -> bool:
@@ -118,16 +136,29 @@ class RedisCheckpointStore(CheckpointStore):
         return self.client.hget(self._key(stream_arn, shard_id), "closed") == b"1"
 
 
-def checkpoint_store_from_env(
-    env: Mapping[str, str] | None = None, aws: AwsSettings | None = None
-) -> CheckpointStore:
-    env = os.environ if env is None else env
+def _checkpoint_location(env: Mapping[str, str]) -> tuple[str, str | None]:
+    """``CHROMASYNC_CHECKPOINT_URL`` and the DynamoDB table it names (None for Redis)."""
     url = env_url(env, "CHROMASYNC_CHECKPOINT_URL", DEFAULT_CHECKPOINT_URL, {"dynamodb", "redis"})
     assert url is not None
     parsed = urlparse(url)
     if parsed.scheme == "redis":
-        return RedisCheckpointStore(url)
+        return url, None
     table = parsed.netloc or parsed.path.lstrip("/")
     if not table:
         raise ConfigError(f"CHROMASYNC_CHECKPOINT_URL={url!r} names no table (dynamodb://TABLE)")
+    return url, table
+
+
+def checkpoint_table(env: Mapping[str, str] | None = None) -> str | None:
+    """The DynamoDB table ``CHROMASYNC_CHECKPOINT_URL`` names (for provisioning); None for Redis."""
+    return _checkpoint_location(os.environ if env is None else env)[1]
+
+
+def checkpoint_store_from_env(
+    env: Mapping[str, str] | None = None, aws: AwsSettings | None = None
+) -> CheckpointStore:
+    env = os.environ if env is None else env
+    url, table = _checkpoint_location(env)
+    if table is None:
+        return RedisCheckpointStore(url)
     return DynamoDBCheckpointStore(aws or AwsSettings.from_env(env), table)

@@ -104,31 +104,57 @@ def env_url(
     return raw.strip()
 
 
+#: Credentials used against a local endpoint (moto) when the environment names none;
+#: moto accepts any unless its IAM enforcement is on.
+LOCAL_CREDENTIALS = "testing"
+
+
 @dataclass(frozen=True)
 class AwsSettings:
-    """Where the AWS services (or moto) are and how to sign requests."""
+    """Where the AWS services (or moto) are and how to sign requests.
+
+    Credentials are passed to clients only when the environment names them
+    (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, with ``AWS_SESSION_TOKEN``
+    for temporary ones, as a Lambda or an assumed role has), or as
+    :data:`LOCAL_CREDENTIALS` for a local endpoint. Otherwise boto3's own chain
+    finds them (an instance or task role, a profile), as on AWS it must.
+    """
 
     endpoint_url: str | None
     region: str
-    access_key_id: str
-    secret_access_key: str
+    access_key_id: str | None
+    secret_access_key: str | None
+    session_token: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AwsSettings:
         env = os.environ if env is None else env
+        endpoint_url = env_url(env, "AWS_ENDPOINT_URL", None, {"http", "https"})
+        key = env.get("AWS_ACCESS_KEY_ID", "").strip() or None
+        secret = env.get("AWS_SECRET_ACCESS_KEY", "").strip() or None
+        if (key is None) != (secret is None):
+            raise ConfigError(
+                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set together (or neither, "
+                "to use the instance, task or Lambda role)"
+            )
+        if key is None and endpoint_url:
+            key = secret = LOCAL_CREDENTIALS
         return cls(
-            endpoint_url=env_url(env, "AWS_ENDPOINT_URL", None, {"http", "https"}),
-            region=env_str(env, "AWS_DEFAULT_REGION", DEFAULT_REGION),
-            access_key_id=env_str(env, "AWS_ACCESS_KEY_ID", "testing"),
-            secret_access_key=env_str(env, "AWS_SECRET_ACCESS_KEY", "testing"),
+            endpoint_url=endpoint_url,
+            region=env_str(env, "AWS_DEFAULT_REGION", "")
+            or env_str(env, "AWS_REGION", DEFAULT_REGION),
+            access_key_id=key,
+            secret_access_key=secret,
+            session_token=(env.get("AWS_SESSION_TOKEN", "").strip() or None) if key else None,
         )
 
     def client_kwargs(self) -> dict[str, str]:
-        kwargs = {
-            "region_name": self.region,
-            "aws_access_key_id": self.access_key_id,
-            "aws_secret_access_key": self.secret_access_key,
-        }
+        kwargs = {"region_name": self.region}
+        if self.access_key_id and self.secret_access_key:
+            kwargs["aws_access_key_id"] = self.access_key_id
+            kwargs["aws_secret_access_key"] = self.secret_access_key
+            if self.session_token:
+                kwargs["aws_session_token"] = self.session_token
         if self.endpoint_url:
             kwargs["endpoint_url"] = self.endpoint_url
         return kwargs

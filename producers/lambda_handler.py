@@ -26,6 +26,12 @@ and the rule is:
 * A wrong setting raises :class:`~producers.config.ConfigError` naming the
   variable: the invocation fails (and is retried) until the configuration
   is fixed, instead of dropping records.
+* A queue that does not exist (a task queue or the quarantine) raises
+  :class:`~producers.resources.MissingResource` naming it and ``chromasync
+  provision``, a send the role may not make raises
+  :class:`~producers.resources.NotPermitted`: the invocation fails and Lambda
+  retries the batch until the deployment is fixed. The handler never creates
+  anything; its role may not.
 
 Settings, the Celery app and the processor are built once per container, on
 the first invocation (:mod:`producers.defaults`). Each invocation logs one
@@ -43,6 +49,7 @@ from typing import Any
 from producers import defaults
 from producers.config import ConfigError
 from producers.pipeline import ProcessReport, StreamProcessor
+from producers.resources import DeploymentError
 
 log = logging.getLogger(__name__)
 # Lambda's Python runtime leaves the root logger at WARNING; the summary line is INFO.
@@ -97,7 +104,11 @@ def handler(event: Any, context: Any) -> BatchResponse:
     """Publish the batch's changes; report the records Lambda must deliver again."""
     started = time.monotonic()
     records = _records(event)
-    report = processor().process(records)
+    try:
+        report = processor().process(records)
+    except DeploymentError as exc:
+        log.error("chromasync lambda: %s; failing the invocation so the batch is retried", exc)
+        raise
     if report.failed_from is not None and report.sequence_numbers[report.failed_from] is None:
         raise UnreportableFailure(
             f"record {report.failed_from} of the batch failed and has no SequenceNumber to "

@@ -5,6 +5,9 @@ its records, in stream order, to :class:`StreamProcessor` and gets back a
 :class:`ProcessReport` that accounts for every record: turned into changes,
 ignored by rule (with the reason), malformed (with the error), or not
 published (everything from the first record that could not be published on).
+A queue that does not exist, or a call the role may not make, is not a
+record's failure: its :class:`~producers.resources.DeploymentError` goes up
+to the entry point.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from producers.entities import CollectionRole
 from producers.packing import ChangeTooLarge, Routed, pack, sized
 from producers.publishing import Published, Publisher, PublishError
 from producers.quarantine import Quarantine
+from producers.resources import DeploymentError
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +198,8 @@ class StreamProcessor:
             try:
                 self.quarantine.send(raw_records[rejected.index], rejected.error, self.source)
                 report.quarantined += 1
+            except DeploymentError:
+                raise  # not provisioned or not permitted: fail the whole call, naming it
             except Exception as exc:  # noqa: BLE001 - reported as a failed record instead
                 report.error = (
                     f"could not quarantine malformed record {rejected.sequence_number} "

@@ -22,6 +22,7 @@ from producers.config import ConfigError, Settings
 from producers.decoding import MalformedRecord, _creation_time
 from producers.pipeline import ProcessReport, StreamProcessor
 from producers.publishing import backoff_delay
+from producers.resources import DeploymentError, MissingResource, endpoint_of, not_permitted
 
 log = logging.getLogger(__name__)
 
@@ -132,10 +133,13 @@ class StreamPoller:
         try:
             table = self.dynamodb.describe_table(TableName=self.settings.table)["Table"]
         except self.dynamodb.exceptions.ResourceNotFoundException:
-            where = self.settings.aws.endpoint_url or f"AWS {self.settings.aws.region}"
-            raise StreamNotEnabled(
-                f"table {self.settings.table!r} (CHROMASYNC_TABLE or --table) does not exist "
-                f"at {where}"
+            raise MissingResource(
+                "DynamoDB table",
+                self.settings.table,
+                endpoint_of(self.dynamodb),
+                hint="it is the table whose stream is followed (CHROMASYNC_TABLE or --table); "
+                "on AWS it belongs to the service that writes it, locally "
+                "`chromasync provision --table` creates it",
             ) from None
         arn = table.get("LatestStreamArn")
         spec = table.get("StreamSpecification", {})
@@ -245,7 +249,12 @@ class StreamPoller:
             started = time.monotonic()
             try:
                 handled = self.poll_once()
-            except Exception:  # noqa: BLE001 - the poller must keep going; it retries from checkpoints
+            except DeploymentError:
+                raise  # not provisioned or not permitted: the command exits 3 naming it
+            except Exception as exc:  # noqa: BLE001 - the poller keeps going; it retries from checkpoints
+                denied = not_permitted(exc, "reading the stream or the checkpoints")
+                if denied is not None:
+                    raise denied from exc
                 log.exception("stream poll round failed; retrying from checkpoints")
                 for state in self.shards.values():
                     state.iterator = None

@@ -4,7 +4,10 @@ The producer uses its own small Celery app (configured from
 ``celeryconfig``) and sends by task *name*, so it never imports the worker
 code. A publish that fails is retried with exponential backoff and jitter;
 after the last attempt :class:`PublishError` is raised for the caller to
-report (``batchItemFailures``, a non-zero exit) — never dropped.
+report (``batchItemFailures``, a non-zero exit) — never dropped. A queue
+that does not exist or a send the role may not make is not retried: its
+:class:`~producers.resources.DeploymentError` goes straight up, so the whole
+invocation or command fails and names it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from celery import Celery
 from producers.config import Settings
 from producers.contract import APPLY_TASK_NAME, ChangeBatch, WireBatch
 from producers.packing import receipt_group
+from producers.resources import DeploymentError, not_permitted
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +134,12 @@ class Publisher:
                 return Published(
                     batch.batch_id, batch.collection, options["queue"], len(batch.changes)
                 )
+            except DeploymentError:
+                raise  # no retry provisions a queue or grants a permission; fail loudly
             except Exception as exc:  # noqa: BLE001 - any broker error is retried, then reported
+                denied = not_permitted(exc, f"sending a task to queue {options['queue']!r}")
+                if denied is not None:
+                    raise denied from exc
                 last = exc
                 if attempt + 1 >= self.attempts:
                     break

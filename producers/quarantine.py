@@ -3,7 +3,9 @@
 A malformed record must neither block its shard forever nor vanish: it is
 logged, counted, and sent here (``{prefix}stream-rejects``) with the reason.
 Only when this send fails is the record reported as failed to its source
-(Lambda ``batchItemFailures``, the poller's retry), so nothing is lost.
+(Lambda ``batchItemFailures``, the poller's retry), so nothing is lost. The
+queue is made by ``chromasync provision``; here it is only looked up, and a
+missing one is :class:`~producers.resources.MissingResource`.
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ import time
 from typing import Any
 
 from producers.config import Settings
+from producers.resources import not_permitted, queue_url
 
 #: Name of the quarantine queue, after the queue prefix.
 QUARANTINE_SUFFIX = "stream-rejects"
+#: How long a quarantined record is kept: SQS's longest retention, 14 days.
+QUARANTINE_RETENTION_SECONDS = 14 * 24 * 3600
 
 
 class Quarantine:
@@ -37,15 +42,20 @@ class Quarantine:
 
     def url(self) -> str:
         if self._url is None:
-            self._url = str(
-                self.client().create_queue(
-                    QueueName=self.queue_name,
-                    Attributes={"MessageRetentionPeriod": str(14 * 24 * 3600)},
-                )["QueueUrl"]
-            )
+            self._url = queue_url(self.client(), self.queue_name)
         return self._url
 
     def send(self, record: Any, error: str, source: str) -> None:
+        """Keep one record with the reason; a denied call is :class:`NotPermitted`."""
+        try:
+            self._send(record, error, source)
+        except Exception as exc:
+            denied = not_permitted(exc, f"quarantining a record in {self.queue_name!r}")
+            if denied is not None:
+                raise denied from exc
+            raise
+
+    def _send(self, record: Any, error: str, source: str) -> None:
         body = json.dumps(
             {"record": record, "error": error, "source": source, "at": time.time()},
             default=str,

@@ -21,10 +21,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from producers.config import Settings
-from tasks.errors import MISSING_QUEUE_CODES, aws_error_code
+from producers.resources import queue_url
 
 #: How long a message received for ``list``/``show`` stays hidden while the
 #: listing is read (each is made visible again right after).
@@ -125,11 +123,10 @@ DLQ_RETENTION_SECONDS = 14 * 24 * 3600
 
 
 def dead_letter_queue_attributes(fifo: bool) -> dict[str, str]:
-    """The attributes every dead-letter queue is created with, by the worker or provisioning.
+    """The attributes provisioning creates every dead-letter queue with.
 
-    SQS refuses CreateQueue of an existing queue with different attributes, so
-    both must ask for the same. A FIFO one deduplicates by content: letters
-    carry no deduplication id of their own.
+    A FIFO one deduplicates by content: letters carry no deduplication id of
+    their own.
     """
     attributes = {"MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS)}
     if fifo:
@@ -138,7 +135,7 @@ def dead_letter_queue_attributes(fifo: bool) -> dict[str, str]:
 
 
 class DeadLetterQueues:
-    """Creates, writes and reads the dead-letter queues of every collection."""
+    """Writes and reads the dead-letter queues of every collection (made by provisioning)."""
 
     def __init__(self, settings: Settings, client: Any | None = None) -> None:
         self.settings = settings
@@ -156,16 +153,7 @@ class DeadLetterQueues:
     def url(self, collection: str) -> str:
         url = self._urls.get(collection)
         if url is None:
-            # Look the queue up first: one made by provisioning (or an older
-            # version) stays as it is, whatever its attributes.
-            name = self.settings.dlq_name(collection)
-            try:
-                url = self.client.get_queue_url(QueueName=name)["QueueUrl"]
-            except ClientError as exc:
-                if aws_error_code(exc) not in MISSING_QUEUE_CODES:
-                    raise
-                attributes = dead_letter_queue_attributes(self.settings.fifo)
-                url = self.client.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+            url = queue_url(self.client, self.settings.dlq_name(collection))
             self._urls[collection] = url
         return url
 

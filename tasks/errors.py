@@ -2,17 +2,30 @@
 
 Transient: the lock is busy or was lost, or Redis, DynamoDB, S3, SQS or
 Chroma could not be reached, throttled us or answered 5xx. Everything else
-(a payload that fails validation, a bug) is permanent and goes to the
-dead-letter queue.
+(a payload that fails validation, a queue, table or bucket that was never
+provisioned, a bug) is permanent and goes to the dead-letter queue.
 """
 
 from __future__ import annotations
 
 import sys
 
+from producers.resources import MISSING_QUEUE_CODES, DeploymentError
+from producers.resources import error_code as aws_error_code
 from tasks.chroma.target import ChromaUnavailable
 from tasks.lease import LeaseLost, LockBusy
 from tasks.locks.backend import LockBackendError
+
+__all__ = [
+    "MISSING_QUEUE_CODES",
+    "RETRY_HTTP_STATUSES",
+    "THROTTLING_CODES",
+    "DeltaNotReady",
+    "EmbeddingMissing",
+    "InvalidChange",
+    "aws_error_code",
+    "is_transient",
+]
 
 #: AWS error codes that mean "slow down / try again".
 THROTTLING_CODES = frozenset(
@@ -31,18 +44,8 @@ THROTTLING_CODES = frozenset(
 )
 
 
-#: Error codes SQS (and moto) answer for a queue that does not exist.
-MISSING_QUEUE_CODES = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
-
-
 #: HTTP statuses of a Chroma server worth retrying: overloaded, failing or restarting.
 RETRY_HTTP_STATUSES = frozenset({429, 500, 502, 503, 504})
-
-
-def aws_error_code(exc: BaseException) -> str:
-    """The AWS error code of a botocore ``ClientError`` (``""`` when it has none)."""
-    response = getattr(exc, "response", None) or {}
-    return str(response.get("Error", {}).get("Code", ""))
 
 
 class DeltaNotReady(ConnectionError):
@@ -63,6 +66,8 @@ class EmbeddingMissing(RuntimeError):
 
 
 def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, DeploymentError):
+        return False  # no retry provisions or grants anything; the letter says what to do
     if isinstance(exc, LockBusy | LeaseLost | LockBackendError | ChromaUnavailable):
         return True
     if isinstance(exc, ConnectionError | TimeoutError):

@@ -14,7 +14,7 @@ from typing import Any
 import boto3
 
 from chromasync.local import wait_for
-from chromasync.provision import ensure_queues, ensure_table, queues_empty
+from chromasync.provision import provision, queues_empty
 from chromasync.seed import ReceiptSpec, merchant_fields, seed_chroma, seed_table
 from chromasync.workers import WorkerProcess
 from producers.checkpoints import checkpoint_store_from_env
@@ -36,8 +36,7 @@ class Stack:
 
     def __post_init__(self) -> None:
         self.settings = Settings.from_env(self.env)
-        ensure_table(self.settings)
-        ensure_queues(self.settings)
+        provision(self.env, source_table=True)
         kwargs = self.settings.aws.client_kwargs()
         self.table = boto3.resource("dynamodb", **kwargs).Table(self.settings.table)
         self.sqs = boto3.client("sqs", **kwargs)

@@ -1,8 +1,8 @@
-"""Dead-letter queues take letters whoever created them, standard or FIFO (moto server).
+"""Dead-letter queues: made by provisioning only, standard or FIFO, written by the worker.
 
-SQS refuses CreateQueue of an existing queue with other attributes, so a
-worker that asked for its dead-letter queue with attributes of its own could
-not dead-letter anything into a queue provisioning had made.
+The worker's role may not create queues (deploy/iam/worker.json), so a
+dead-letter queue that was never provisioned is an error naming it, and
+nothing is created behind the operator's back.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import pytest
 
 from chromasync.provision import ensure_queues
 from producers.config import Settings
+from producers.resources import MissingResource
 from tasks.deadletter import DeadLetter, DeadLetterQueues
 
 
@@ -40,11 +41,15 @@ def test_a_worker_dead_letters_into_the_queues_provisioning_made(settings: Setti
     assert queues.peek(settings.lines_collection, 10) == []
 
 
-def test_a_dead_letter_queue_the_worker_made_first_is_provisioned_as_it_is(
-    settings: Settings,
-) -> None:
+def test_a_dead_letter_queue_never_provisioned_is_named_not_created(settings: Settings) -> None:
     queues = DeadLetterQueues(settings)
     lines = settings.lines_collection
-    queues.send(_letter(lines, "before provisioning"))
-    ensure_queues(settings)  # same attributes: no QueueAlreadyExists
-    assert [r.letter.error for r in queues.peek(lines, 10)] == ["before provisioning"]
+    with pytest.raises(MissingResource) as missing:
+        queues.send(_letter(lines, "before provisioning"))
+    assert f"SQS queue '{settings.dlq_name(lines)}' does not exist" in str(missing.value)
+    assert "chromasync provision" in str(missing.value)
+    assert queues.client.list_queues().get("QueueUrls", []) == []
+    ensure_queues(settings)
+    ensure_queues(settings)  # again: same attributes, no QueueAlreadyExists
+    queues.send(_letter(lines, "after provisioning"))
+    assert [r.letter.error for r in queues.peek(lines, 10)] == ["after provisioning"]

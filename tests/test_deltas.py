@@ -20,6 +20,7 @@ import boto3
 import numpy as np
 import pytest
 
+from chromasync.provision import ensure_lock_table
 from chromasync.seed import vector
 from producers.config import AwsSettings, ConfigError
 from producers.contract import Change, ChangeBatch, ChangeKeys
@@ -451,6 +452,7 @@ def worker_runtime(aws: AwsSettings, table: str, tmp_path: Path) -> WorkerRuntim
             "CHROMASYNC_DELTA_BUCKET": BUCKET,
         }
     )
+    ensure_lock_table(aws, f"{table}-locks")
     return WorkerRuntime(settings, merge_delta=S3DeltaMerger.from_settings(settings))
 
 

@@ -17,7 +17,9 @@ import redis
 from botocore.config import Config
 from botocore.stub import Stubber
 
+from chromasync.provision import ensure_lock_table
 from producers.config import AwsSettings, ConfigError
+from producers.resources import MissingResource
 from tasks.locks import (
     DynamoDBLockBackend,
     Lease,
@@ -49,6 +51,7 @@ def backend(request: pytest.FixtureRequest) -> Iterator[LockBackend]:
         made: LockBackend = lock_backend_from_url(redis_url())
     else:
         moto: MotoServer = request.getfixturevalue("moto")
+        ensure_lock_table(aws_for(moto.url), TABLE)
         made = lock_backend_from_url(f"dynamodb://{TABLE}", aws=aws_for(moto.url))
     yield made
     made.close()
@@ -243,20 +246,24 @@ def test_url_picks_redis() -> None:
     tls.close()
 
 
-def test_url_picks_dynamodb_and_creates_table(moto: MotoServer) -> None:
+def test_url_picks_dynamodb_and_creates_nothing(moto: MotoServer) -> None:
     aws = aws_for(moto.url)
     backend = lock_backend_from_url(f"dynamodb://{TABLE}", aws=aws)
     assert isinstance(backend, DynamoDBLockBackend)
     assert backend.table == TABLE
     client = boto3.client("dynamodb", **aws.client_kwargs())
+    with pytest.raises(MissingResource, match=f"DynamoDB table '{TABLE}' does not exist") as gone:
+        backend.acquire("lines", token(), LONG_TTL)
+    assert "chromasync provision" in str(gone.value)
+    assert TABLE not in client.list_tables()["TableNames"]
+    # Provisioning makes it, with the schema the backend uses; then the lock works.
+    ensure_lock_table(aws, TABLE)
     table = client.describe_table(TableName=TABLE)["Table"]
     assert table["KeySchema"] == [{"AttributeName": "lock_name", "KeyType": "HASH"}]
     assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
-    # A second worker starting finds the table and reuses it.
-    again = lock_backend_from_url(f"dynamodb://{TABLE}", aws=aws)
-    assert again.acquire("lines", token(), LONG_TTL) is not None
+    assert backend.acquire("lines", token(), LONG_TTL) is not None
     backend.close()
-    again.close()
+    client.close()
 
 
 @pytest.mark.parametrize(
@@ -329,7 +336,6 @@ def test_unreachable_dynamodb_raises() -> None:
     for call in (
         lambda: backend.info("lines"),
         lambda: backend.release(Lease("lines", "x", LONG_TTL, 1)),
-        backend.ensure_table,
     ):
         with pytest.raises(LockBackendError):
             call()
@@ -338,8 +344,13 @@ def test_unreachable_dynamodb_raises() -> None:
 
 def test_missing_dynamodb_table_is_reported(moto: MotoServer) -> None:
     backend = DynamoDBLockBackend("no-such-table", aws_for(moto.url))
-    with pytest.raises(LockBackendError, match="does not exist"):
-        backend.acquire("lines", token(), LONG_TTL)
+    for call in (
+        lambda: backend.acquire("lines", token(), LONG_TTL),
+        lambda: backend.info("lines"),
+        lambda: backend.release(Lease("lines", "x", LONG_TTL, 1)),
+    ):
+        with pytest.raises(MissingResource, match="'no-such-table' does not exist.*provision"):
+            call()
     backend.close()
 
 

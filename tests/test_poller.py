@@ -11,7 +11,8 @@ from typing import Any
 import boto3
 
 from chromasync.local import free_port, wait_for
-from chromasync.provision import ensure_table
+from chromasync.provision import SOURCE_TABLE_SCHEMA, provision
+from producers.checkpoints import CHECKPOINT_TABLE_SCHEMA
 from producers.config import Settings
 from producers.entities import image_pk, line_sk
 from tests.producing import IMAGE, Queues
@@ -64,7 +65,8 @@ def test_a_killed_poller_restarts_without_skipping_a_record(
     env = {**producer_env, "CHROMASYNC_MAX_CHANGES_PER_TASK": "5"}
     settings = Settings.from_env(env)
     checkpoint_table = env["CHROMASYNC_CHECKPOINT_URL"].removeprefix("dynamodb://")
-    stream_arn = ensure_table(settings)
+    made = provision(env, source_table=True, snapshot_bucket=False)
+    stream_arn = next(m.detail for m in made if m.name == settings.table)
     queues = Queues(settings)
     table = boto3.resource("dynamodb", **settings.aws.client_kwargs()).Table(settings.table)
     written = {(1 + i // 500, 1 + i % 500) for i in range(BACKLOG)}
@@ -105,7 +107,7 @@ def test_a_killed_poller_restarts_without_skipping_a_record(
     assert len(delivered) - len(written) <= PAGE
 
 
-def test_poll_names_a_wrong_setting_or_a_missing_table(
+def test_poll_names_a_wrong_setting_or_a_missing_resource(
     producer_env: dict[str, str], tmp_path: Path
 ) -> None:
     bad = subprocess.run(
@@ -124,8 +126,46 @@ def test_poll_names_a_wrong_setting_or_a_missing_table(
         text=True,
         timeout=60,
     )
-    assert missing.returncode == 2
-    assert "table 'no-such-table' (CHROMASYNC_TABLE or --table) does not exist" in missing.stderr
+    assert missing.returncode == 3, missing.stderr
+    assert "DynamoDB table 'no-such-table' does not exist" in missing.stderr
+    assert "chromasync provision --table" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    # The source table is there, nothing was provisioned: the poller creates nothing and
+    # names the first thing missing (the checkpoint table), then the queues.
+    settings = Settings.from_env(producer_env)
+    boto3.client("dynamodb", **settings.aws.client_kwargs()).create_table(
+        TableName=settings.table, **SOURCE_TABLE_SCHEMA
+    )
+    checkpoint_table = producer_env["CHROMASYNC_CHECKPOINT_URL"].removeprefix("dynamodb://")
+    unprovisioned = poll_once(producer_env)
+    assert unprovisioned.returncode == 3, unprovisioned.stderr
+    assert f"DynamoDB table '{checkpoint_table}' does not exist" in unprovisioned.stderr
+    assert "chromasync provision" in unprovisioned.stderr
+    sqs = boto3.client("sqs", **settings.aws.client_kwargs())
+    assert sqs.list_queues().get("QueueUrls", []) == []
+    boto3.client("dynamodb", **settings.aws.client_kwargs()).create_table(
+        TableName=checkpoint_table, **CHECKPOINT_TABLE_SCHEMA
+    )
+    boto3.resource("dynamodb", **settings.aws.client_kwargs()).Table(settings.table).put_item(
+        Item={"PK": image_pk(IMAGE), "SK": line_sk(1, 1), "text": "x"}
+    )
+    no_queue = poll_once(producer_env)
+    assert no_queue.returncode == 3, no_queue.stderr
+    assert f"SQS queue '{settings.sqs_queue_name('lines')}' does not exist" in no_queue.stderr
+    assert sqs.list_queues().get("QueueUrls", []) == []
+    # Provisioned, the same command runs.
+    provision(producer_env, snapshot_bucket=False)
+    assert poll_once(producer_env).returncode == 0
+
+
+def poll_once(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "chromasync.cli", "poll", "--once"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_poll_says_when_the_endpoint_is_unreachable(producer_env: dict[str, str]) -> None:
@@ -153,7 +193,7 @@ def test_shards_are_looked_up_once_per_interval_not_every_round(
     from producers.publishing import Publisher
 
     settings = Settings.from_env(producer_env)
-    ensure_table(settings)
+    provision(producer_env, source_table=True, snapshot_bucket=False)
     table = boto3.resource("dynamodb", **settings.aws.client_kwargs()).Table(settings.table)
     poller = StreamPoller(
         settings,

@@ -31,6 +31,7 @@ import redis
 
 from celeryconfig import SNAPSHOT_TASK_NAME, celery_settings
 from chromasync.local import wait_for
+from chromasync.provision import ensure_lock_table
 from chromasync.seed import ReceiptSpec, demo_receipts, merchant_fields, vector
 from chromasync.workers import WorkerProcess
 from producers.config import AwsSettings
@@ -287,7 +288,9 @@ def test_lease_lost_before_promotion_aborts_and_leaves_the_pointer(
 ) -> None:
     settings = system.settings
     if store_kind == "dynamodb":
-        settings = replace(settings, lock_url=f"dynamodb://locks-{uuid.uuid4().hex[:8]}")
+        table = f"locks-{uuid.uuid4().hex[:8]}"
+        ensure_lock_table(settings.shared.aws, table)
+        settings = replace(settings, lock_url=f"dynamodb://{table}")
     first = system.publisher(settings).publish(system.words)
     before = system.pointer_raw()
     reached: list[str] = []

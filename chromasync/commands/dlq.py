@@ -81,9 +81,12 @@ def _each_letter(
             letters = list(queues.receive(collection, args.limit, visibility=REDRIVE_VISIBILITY))
         else:
             letters = queues.peek(collection, args.limit)
+        wanted = getattr(args, "id", None)
         for received in letters:
-            wanted = getattr(args, "id", None)
             if wanted and not received.message_id.startswith(wanted):
+                if take:
+                    # Not ours to act on: visible again at once, so `dlq list` shows it.
+                    queues.release(collection, received)
                 continue
             yield collection, queues, received
 

@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 #: Seconds to connect to / wait for any service; status must answer quickly.
 PROBE_TIMEOUT = 2.0
-#: SQS error codes meaning "no such queue" (not created yet), not an outage.
 
 T = TypeVar("T")
 
@@ -100,13 +99,12 @@ def sqs_where(settings: Settings) -> str:
 
 
 def lock_backend(settings: WorkerSettings) -> tuple[LockBackend, str]:
-    """A read-only view of the lock store (never creates the DynamoDB table), and its name."""
+    """A read-only view of the lock store, and its name."""
     from tasks.locks import lock_backend_from_url
 
     backend = lock_backend_from_url(
         settings.lock_url,
         settings.shared.aws,
-        create=False,
         probe_timeout=PROBE_TIMEOUT,
         config=probe_config(),
     )

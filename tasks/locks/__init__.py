@@ -25,6 +25,7 @@ __all__ = [
     "LockInfo",
     "RedisLockBackend",
     "lock_backend_from_url",
+    "lock_table",
 ]
 
 #: The URL forms ``CHROMASYNC_LOCK_URL`` accepts, shown in configuration errors.
@@ -48,19 +49,28 @@ def lock_backend_from_url(
     url: str,
     aws: AwsSettings | None = None,
     *,
-    create: bool = True,
     probe_timeout: float | None = None,
     config: Config | None = None,
 ) -> LockBackend:
-    """The backend for a lock URL; for DynamoDB, creates the table if it is missing.
+    """The backend for a lock URL; it opens connections lazily and creates nothing.
 
     ``aws`` says where DynamoDB is (defaults to the environment); Redis ignores it.
-    For a probe (``chromasync status``, the exporter): ``create=False`` leaves a
-    missing DynamoDB table alone, ``probe_timeout`` makes Redis answer within
-    that many seconds without retries, ``config`` is DynamoDB's botocore Config.
-    Raises :class:`ConfigError` for a URL it cannot use, and
-    :class:`LockBackendError` if the DynamoDB table cannot be created or checked.
+    For a probe (``chromasync status``, the exporter): ``probe_timeout`` makes
+    Redis answer within that many seconds without retries, ``config`` is
+    DynamoDB's botocore Config. Raises :class:`ConfigError` for a URL it cannot
+    use. A DynamoDB lock table is made by ``chromasync provision``; using a
+    missing one raises :class:`~producers.resources.MissingResource`.
     """
+    table = lock_table(url)
+    if table is not None:
+        return DynamoDBLockBackend(table, aws, config=config)
+    if probe_timeout is not None:
+        return RedisLockBackend(url.strip(), socket_timeout=probe_timeout, retries=0)
+    return RedisLockBackend(url.strip())
+
+
+def lock_table(url: str) -> str | None:
+    """The DynamoDB table a lock URL names, None for Redis; :class:`ConfigError` if unusable."""
     try:
         parts = urlsplit(url.strip())
     except ValueError:
@@ -69,9 +79,7 @@ def lock_backend_from_url(
     if scheme in ("redis", "rediss"):
         if not parts.netloc:
             raise _bad_url(url, "names no Redis host")
-        if probe_timeout is not None:
-            return RedisLockBackend(url.strip(), socket_timeout=probe_timeout, retries=0)
-        return RedisLockBackend(url.strip())
+        return None
     if scheme == "dynamodb":
         table = parts.netloc
         if not table:
@@ -80,9 +88,6 @@ def lock_backend_from_url(
             raise _bad_url(url, "has more than a table name after dynamodb://")
         if not _TABLE_NAME.fullmatch(table):
             raise _bad_url(url, "has an invalid table name (3-255 letters, digits, '_', '-', '.')")
-        backend = DynamoDBLockBackend(table, aws, config=config)
-        if create:
-            backend.ensure_table()
-        return backend
+        return table
     why = f"has an unsupported scheme {parts.scheme!r}" if scheme else "has no scheme"
     raise _bad_url(url, why)

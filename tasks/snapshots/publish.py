@@ -143,8 +143,8 @@ class SnapshotPublisher:
         :class:`UploadFailed` or :class:`PromotionRefused` with the pointer untouched.
         """
         hooks = hooks or PublishHooks()
-        # Before the lease: no reason to hold writers off while a bucket is created.
-        self.store.ensure_bucket()
+        # Before the lease: a missing bucket is named without holding writers off.
+        self.store.check_bucket()
         if self.work_dir is not None:
             self.work_dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=self.work_dir))

@@ -41,6 +41,7 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from producers.config import AwsSettings
+from producers.resources import MISSING_BUCKET_CODES, PROVISION_HINT, MissingResource, endpoint_of
 from tasks.errors import aws_error_code
 from tasks.snapshots.archive import CHUNK
 from tasks.snapshots.errors import (
@@ -115,21 +116,11 @@ class StoredVersion:
 class SnapshotStore:
     """Snapshots of every collection in one bucket; one instance per process is enough."""
 
-    def __init__(
-        self,
-        bucket: str,
-        aws: AwsSettings,
-        s3: Any | None = None,
-        create_bucket: bool | None = None,
-    ) -> None:
-        """``create_bucket``: create a missing bucket on publish; default only for a
-        local endpoint (``AWS_ENDPOINT_URL``), since on AWS bucket names are global."""
+    def __init__(self, bucket: str, aws: AwsSettings, s3: Any | None = None) -> None:
+        """The bucket is made by ``chromasync provision``; it is never created here."""
         self.bucket = bucket
         self.aws = aws
         self._s3 = s3
-        self.create_bucket = (
-            aws.endpoint_url is not None if create_bucket is None else create_bucket
-        )
 
     @classmethod
     def from_settings(cls, settings: WorkerSettings) -> SnapshotStore:
@@ -163,28 +154,19 @@ class SnapshotStore:
 
     # -- bucket -----------------------------------------------------------------------------
 
-    def ensure_bucket(self) -> None:
-        """Make sure the bucket exists (creating it when allowed); :class:`UploadFailed` if not."""
+    def check_bucket(self) -> None:
+        """Fail early, naming the bucket, when it does not exist (or cannot be used)."""
         try:
             self._call("bucket check", lambda: self.s3.head_bucket(Bucket=self.bucket))
-            return
         except ClientError as exc:
-            if aws_error_code(exc) not in _MISSING:
-                raise UploadFailed(f"cannot use bucket {self.bucket!r}: {exc}") from exc
-        if not self.create_bucket:
-            raise UploadFailed(
-                f"snapshot bucket {self.bucket!r} does not exist: create it, or point "
-                "CHROMASYNC_SNAPSHOT_BUCKET at one that does"
-            )
-        request: dict[str, Any] = {"Bucket": self.bucket}
-        if self.aws.region != "us-east-1":
-            request["CreateBucketConfiguration"] = {"LocationConstraint": self.aws.region}
-        try:
-            self._call("bucket creation", lambda: self.s3.create_bucket(**request))
-            log.info("created snapshot bucket %s", self.bucket)
-        except ClientError as exc:
-            if aws_error_code(exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-                raise UploadFailed(f"cannot create bucket {self.bucket!r}: {exc}") from exc
+            if aws_error_code(exc) in MISSING_BUCKET_CODES:
+                raise MissingResource(
+                    "S3 bucket",
+                    self.bucket,
+                    endpoint_of(self.s3),
+                    hint=f"{PROVISION_HINT}, or set CHROMASYNC_SNAPSHOT_BUCKET to one that exists",
+                ) from exc
+            raise UploadFailed(f"cannot use bucket {self.bucket!r}: {exc}") from exc
 
     # -- one version ------------------------------------------------------------------------
 

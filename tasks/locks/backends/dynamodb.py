@@ -19,6 +19,9 @@ Why this shape:
   out, its holder has lost it even if nobody has taken the lock since.
 * Unreachable endpoints and throttling (after botocore's own retries) surface
   as :class:`LockBackendError`, which callers treat as transient.
+* The table is made by ``chromasync provision`` (:data:`LOCK_TABLE_SCHEMA`);
+  here it is only used, and a missing one is
+  :class:`~producers.resources.MissingResource`.
 """
 
 from __future__ import annotations
@@ -38,10 +41,17 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from producers.config import AwsSettings
+from producers.resources import missing_table
 from tasks.locks.backend import Lease, LockBackend, LockBackendError, LockInfo
 
 #: Partition key (type S) of the lock table: the lock's name.
 KEY_ATTRIBUTE = "lock_name"
+#: ``CreateTable`` arguments of the lock table, for provisioning (on-demand billing).
+LOCK_TABLE_SCHEMA: dict[str, Any] = {
+    "AttributeDefinitions": [{"AttributeName": KEY_ATTRIBUTE, "AttributeType": "S"}],
+    "KeySchema": [{"AttributeName": KEY_ATTRIBUTE, "KeyType": "HASH"}],
+    "BillingMode": "PAY_PER_REQUEST",
+}
 #: Timeouts and retries for lock calls: short enough that a dead endpoint fails
 #: within seconds, with botocore's standard retry mode absorbing brief throttling.
 DEFAULT_CONFIG = Config(
@@ -115,11 +125,9 @@ class DynamoDBLockBackend(LockBackend):
                 raise LockBackendError(
                     f"{self.where} is overloaded or failing ({code}) during {what}; retry later"
                 ) from exc
-            if code == "ResourceNotFoundException":
-                raise LockBackendError(
-                    f"{self.where} does not exist (needed for {what}); "
-                    "lock_backend_from_url creates it"
-                ) from exc
+            missing = missing_table(exc, self._client, self.table)
+            if missing is not None:
+                raise missing from exc
             raise
 
     def _update(self, what: str, **request: Any) -> dict[str, Any] | None:
@@ -132,33 +140,6 @@ class DynamoDBLockBackend(LockBackend):
             if exc.response.get("Error", {}).get("Code") == _CONDITION_FAILED:
                 return None
             raise
-
-    def ensure_table(self) -> None:
-        """Create the lock table (on-demand billing) unless it exists, and wait until usable."""
-
-        def create() -> None:
-            try:
-                self._client.describe_table(TableName=self.table)
-                return
-            except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
-                    raise
-            try:
-                self._client.create_table(
-                    TableName=self.table,
-                    AttributeDefinitions=[{"AttributeName": KEY_ATTRIBUTE, "AttributeType": "S"}],
-                    KeySchema=[{"AttributeName": KEY_ATTRIBUTE, "KeyType": "HASH"}],
-                    BillingMode="PAY_PER_REQUEST",
-                )
-            except ClientError as exc:
-                # Another worker created it at the same moment: fine, wait for it below.
-                if exc.response.get("Error", {}).get("Code") != "ResourceInUseException":
-                    raise
-            self._client.get_waiter("table_exists").wait(
-                TableName=self.table, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
-            )
-
-        self._call("table creation", create)
 
     def acquire(self, name: str, owner: str, ttl: float) -> Lease | None:
         _check_ttl(ttl)
