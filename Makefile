@@ -15,7 +15,7 @@ LOCK_FLAGS ?=
 LOCK_COMPILE = $(LOCK_TOOLS)/bin/uv pip compile --quiet --python-version 3.11 --generate-hashes \
 	--custom-compile-command "make lock" $(LOCK_FLAGS)
 
-.PHONY: run test lint check-compose services clean lambda-zip lock
+.PHONY: run test lint check-compose services clean lambda-zip lock cfn
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("chromasync needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -47,6 +47,11 @@ check-compose:
 ## dependencies only (deploy/requirements/lambda.txt, for python3.11 x86_64)
 lambda-zip: $(STAMP)
 	$(BIN)/python deploy/lambda/build.py
+
+## cfn: write deploy/iam/*.json (the source of truth) into deploy/cloudformation.yaml's
+## policies; tests/test_cloudformation.py fails while the two differ
+cfn:
+	$(PYTHON) deploy/render.py
 
 ## lock: pin the image's and the Lambda's dependencies (CPython 3.11, Linux x86_64) from
 ## pyproject.toml; versions already pinned are kept unless LOCK_FLAGS=--upgrade
