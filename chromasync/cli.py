@@ -51,7 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"chromasync: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     except Exception as exc:
-        from tasks.errors import is_transient
+        try:
+            from tasks.errors import is_transient
+        except ImportError:  # a producer-only install: the worker's dependencies are absent
+            from producers.resources import is_unreachable as is_transient
 
         denied = not_permitted(exc, f"a call of `chromasync {args.command}`")
         if denied is not None:

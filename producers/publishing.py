@@ -16,7 +16,7 @@ import hashlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
@@ -42,8 +42,10 @@ class PublishError(RuntimeError):
     """A batch could not be published after every retry."""
 
 
-def producer_app() -> Celery:
+def producer_app(env: Mapping[str, str] | None = None) -> Celery:
     """A Celery app that only sends; it knows task names, not task code.
+
+    Configured from ``env`` (default: the process environment), as ``celeryconfig`` reads it.
 
     Its broker connection does not retry by itself: kombu would otherwise
     retry opening the SQS channel for up to ``broker_connection_timeout``
@@ -54,7 +56,7 @@ def producer_app() -> Celery:
     """
     from celeryconfig import celery_settings
 
-    settings = celery_settings()
+    settings = celery_settings(env)
     settings["broker_transport_options"] = {
         **settings["broker_transport_options"],
         "max_retries": 0,

@@ -61,6 +61,23 @@ def not_permitted(exc: BaseException, what: str) -> NotPermitted | None:
     return None
 
 
+def is_unreachable(exc: BaseException) -> bool:
+    """An AWS endpoint (or the broker) did not answer: no connection, a dropped one, a timeout.
+
+    What the producer side can tell without the worker's modules (``tasks.errors``
+    adds Redis and Chroma for the worker).
+    """
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return True
+    import botocore.exceptions as bex
+
+    if isinstance(exc, bex.ConnectionError | bex.HTTPClientError | bex.ReadTimeoutError):
+        return True
+    from kombu.exceptions import OperationalError
+
+    return isinstance(exc, OperationalError)
+
+
 def error_code(exc: BaseException) -> str:
     """The AWS error code of a botocore ``ClientError`` (``""`` when it has none)."""
     response = getattr(exc, "response", None) or {}

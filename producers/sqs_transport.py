@@ -10,8 +10,12 @@ ARN), and turns a missing queue into :class:`~producers.resources.MissingResourc
 naming it. Celery selects it through ``broker_transport`` (``celeryconfig``),
 for the producer and the worker alike.
 
-It overrides three methods of kombu's channel (``_update_queue_cache``,
-``_resolve_queue_url``, ``_new_queue``) and closes the fourth
+Declaring a queue is looking it up. kombu's declare also counts the queue's
+messages (``GetQueueAttributes``) for a result nobody here reads; it is not
+asked for, so neither role needs that permission for it (the count is 0).
+
+It overrides four methods of kombu's channel (``_update_queue_cache``,
+``_resolve_queue_url``, ``_new_queue``, ``queue_declare``) and closes a fifth
 (``_create_queue``); ``tests/test_sqs_transport.py`` checks them against
 kombu's SQS transport as installed.
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from amqp.protocol import queue_declare_ok_t
 from kombu.transport.SQS import Channel as SQSChannel
 from kombu.transport.SQS import Transport as SQSTransport
 
@@ -48,6 +53,14 @@ class LookupChannel(SQSChannel):
         if not isinstance(queue, str):
             return queue
         return self._resolve_queue_url(queue)
+
+    def queue_declare(self, queue: str | None = None, passive: bool = False, **kwargs: Any) -> Any:
+        """Look the queue up (MissingResource if it is not there); its message count is
+        not read, so the result says 0."""
+        if queue is None:
+            raise MissingResource("SQS queue", "(unnamed)", endpoint_of(self.sqs()))
+        self._resolve_queue_url(queue)
+        return queue_declare_ok_t(queue, 0, 0)
 
     def _create_queue(self, queue_name: str, attributes: dict[str, Any]) -> Any:
         raise MissingResource("SQS queue", queue_name, endpoint_of(self.sqs()))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from producers.resources import MISSING_QUEUE_CODES, DeploymentError
+from producers.resources import MISSING_QUEUE_CODES, DeploymentError, is_unreachable
 from producers.resources import error_code as aws_error_code
 from tasks.chroma.target import ChromaUnavailable
 from tasks.lease import LeaseLost, LockBusy
@@ -70,17 +70,12 @@ def is_transient(exc: BaseException) -> bool:
         return False  # no retry provisions or grants anything; the letter says what to do
     if isinstance(exc, LockBusy | LeaseLost | LockBackendError | ChromaUnavailable):
         return True
-    if isinstance(exc, ConnectionError | TimeoutError):
+    if is_unreachable(exc):
         return True
-    try:
-        import botocore.exceptions as bex
+    import botocore.exceptions as bex
 
-        if isinstance(exc, bex.ConnectionError | bex.HTTPClientError | bex.ReadTimeoutError):
-            return True
-        if isinstance(exc, bex.ClientError):
-            return aws_error_code(exc) in THROTTLING_CODES
-    except ImportError:  # pragma: no cover - boto3 is a dependency
-        pass
+    if isinstance(exc, bex.ClientError):
+        return aws_error_code(exc) in THROTTLING_CODES
     try:
         import redis
 

@@ -22,7 +22,8 @@ from packaging.requirements import Requirement
 
 from chromasync.commands import COMMANDS
 from chromasync.extras import COMMAND_EXTRAS, EXTRA_MODULES
-from chromasync.provision import ensure_table
+from chromasync.local import free_port
+from chromasync.provision import provision
 from producers.config import Settings
 from producers.entities import image_pk, line_sk
 from tests.lambda_build import ROOT, isolated, producer_site
@@ -132,18 +133,8 @@ def test_poll_runs_on_the_base_install_with_metrics_off(
     env = {k: v for k, v in producer_env.items() if k != "CHROMASYNC_METRICS_URL"}
     settings = Settings.from_env(env)
     queues = Queues(settings)
-    ensure_table(settings)
+    provision(env, source_table=True, snapshot_bucket=False)
     dynamodb = boto3.client("dynamodb", **settings.aws.client_kwargs())
-    checkpoints = env["CHROMASYNC_CHECKPOINT_URL"].removeprefix("dynamodb://")
-    if checkpoints not in dynamodb.list_tables()["TableNames"]:
-        # Older code made it on first use, `chromasync provision` does now: the poller's
-        # key schema, in case this test runs where neither did.
-        dynamodb.create_table(
-            TableName=checkpoints,
-            KeySchema=[{"AttributeName": "shard", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "shard", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
     item = {"PK": image_pk(IMAGE), "SK": line_sk(1, 1), "text": "TOTAL 12.00"}
     dynamodb.put_item(TableName=settings.table, Item=typed(item))
 
@@ -170,4 +161,18 @@ def test_redis_checkpoints_on_the_base_install_name_the_extra(
     )
     assert status == 2, stderr
     assert "chromasync poll: needs redis (from chromasync[worker])" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_an_unreachable_endpoint_on_the_base_install_exits_3(
+    producer_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {**producer_env, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}
+    status, _, stderr = producer_only(
+        "from chromasync.extras import main\nexit_code = main(['poll', '--once'])\n",
+        env,
+        tmp_path,
+    )
+    assert status == 3, stderr
+    assert "unreachable" in stderr and env["AWS_ENDPOINT_URL"].removeprefix("http://") in stderr
     assert "Traceback" not in stderr

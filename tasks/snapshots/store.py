@@ -41,12 +41,21 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from producers.config import AwsSettings
-from producers.resources import MISSING_BUCKET_CODES, PROVISION_HINT, MissingResource, endpoint_of
+from producers.resources import (
+    ACCESS_DENIED_CODES,
+    MISSING_BUCKET_CODES,
+    PROVISION_HINT,
+    MissingResource,
+    NotPermitted,
+    endpoint_of,
+    not_permitted,
+)
 from tasks.errors import aws_error_code
 from tasks.snapshots.archive import CHUNK
 from tasks.snapshots.errors import (
     NoSnapshot,
     PromotionRefused,
+    SnapshotError,
     SnapshotNotFound,
     SnapshotStoreUnavailable,
     UploadFailed,
@@ -166,6 +175,9 @@ class SnapshotStore:
                     endpoint_of(self.s3),
                     hint=f"{PROVISION_HINT}, or set CHROMASYNC_SNAPSHOT_BUCKET to one that exists",
                 ) from exc
+            denied = not_permitted(exc, f"HeadBucket of {self.bucket!r} (s3:ListBucket)")
+            if denied is not None:
+                raise denied from exc
             raise UploadFailed(f"cannot use bucket {self.bucket!r}: {exc}") from exc
 
     # -- one version ------------------------------------------------------------------------
@@ -286,7 +298,22 @@ class SnapshotStore:
         return len(keys)
 
     def _delete(self, objects: list[dict[str, str]]) -> None:
-        self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True})
+        """One DeleteObjects call; a key S3 did not delete is an error, never a silent skip.
+
+        DeleteObjects answers 200 even when keys fail (a denied ``s3:DeleteObject``
+        among them); the failures are listed in ``Errors``.
+        """
+        response = self.s3.delete_objects(
+            Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True}
+        )
+        errors = response.get("Errors", [])
+        if not errors:
+            return
+        first = errors[0]
+        what = f"deleting {len(errors)} of {len(objects)} objects in {self.url()}"
+        if first.get("Code") in ACCESS_DENIED_CODES:
+            raise NotPermitted(what + " (s3:DeleteObject)", RuntimeError(first.get("Message")))
+        raise SnapshotError(f"{what} failed: {first.get('Key')}: {first.get('Code')} {first}")
 
     # -- listing ----------------------------------------------------------------------------
 
