@@ -111,9 +111,10 @@ def celery_settings(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "worker_disable_rate_limits": True,
         "worker_hijack_root_logger": False,
         # Monitoring: SQS carries no events, so the worker's consumer sends task
-        # events and heartbeats to Redis instead (tasks.events, docs/flower.md).
+        # events and heartbeats to Redis instead (tasks.events, docs/flower.md);
+        # it also dead-letters what it cannot run (tasks.intake).
         # Producers talk to SQS only: no task-sent events.
-        "worker_consumer": "tasks.events:SideChannelConsumer",
+        "worker_consumer": "tasks.consumer:WorkerConsumer",
         "worker_send_task_events": True,
         "task_send_sent_event": False,
         "task_default_queue": settings.queue_for(settings.lines_collection),

@@ -3,11 +3,17 @@
 Acks are late (``celeryconfig``): the message is acknowledged only after
 this function returns, that is after the Chroma write returned, or after
 the failed part was re-sent (retry) or written to the dead-letter queue.
+
+A retry is a new message, delayed by SQS (``DelaySeconds``) rather than held
+by a worker with a Celery countdown: a held message stays received, and once
+its visibility timeout passes SQS hands it out again — one change became
+several identical dead letters that way.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 import traceback
 from dataclasses import asdict
@@ -25,6 +31,7 @@ from tasks.app import app
 from tasks.deadletter import DeadLetter, now
 from tasks.errors import EmbeddingMissing, InvalidChange, is_transient
 from tasks.history import FailureHistory
+from tasks.intake import MalformedTaskCall, call_error
 from tasks.runtime import UnknownCollection, WorkerRuntime, get_runtime, subset
 
 log = logging.getLogger(__name__)
@@ -102,6 +109,13 @@ def retry(
         # Over SQS a Celery retry drops MessageGroupId unless it is passed again.
         first = batch.changes[0].keys
         options["MessageGroupId"] = receipt_group(first.image_id, first.receipt_id)
+        # A FIFO queue takes no per-message delay: a worker holds the retry until its
+        # countdown, which WorkerSettings keeps below the visibility timeout.
+        options["countdown"] = delay
+    else:
+        # SQS holds the retry (DelaySeconds), not a worker: it is received only when due,
+        # so it can never outlive its visibility timeout and be handed out twice.
+        options["delay_seconds"] = math.ceil(delay)
     log.warning(
         "retrying %d changes of %s in %.1fs (attempt %d): %s",
         len(payload["changes"]),
@@ -114,7 +128,6 @@ def retry(
     task.apply_async(
         args=[payload],
         kwargs={"history": asdict(next_history)},
-        countdown=delay,
         # What Flower shows: a summary, never the payload (it may be a subset of the batch).
         argsrepr=repr([ChangeBatch.model_validate(payload).summary()]),
         **options,
@@ -123,8 +136,13 @@ def retry(
 
 
 @app.task(bind=True, name=APPLY_TASK_NAME)
-def apply_changes(self: Task, payload: Any, history: Any = None) -> dict[str, Any]:
+def apply_changes(self: Task, *args: Any, **kwargs: Any) -> dict[str, Any]:
     """Apply one batch; every outcome is applied, retried or dead-lettered before the ack.
+
+    The call is ``apply_changes(payload)`` (and ``history=`` on a retry). It takes
+    any arguments so that a call that does not fit — another service's mistake —
+    is dead-lettered with the reason at once instead of failing in Celery before
+    this runs, which left the message to be redelivered until the RedrivePolicy.
 
     Only when the worker's runtime cannot be built (its lock store, Chroma or
     the table unreachable, a wrong setting) or even the dead-letter queue cannot
@@ -139,13 +157,19 @@ def apply_changes(self: Task, payload: Any, history: Any = None) -> dict[str, An
         log.error(
             "cannot apply batch %s: the worker runtime cannot be built (%s: %s); the message "
             "stays unacknowledged and comes back after the visibility timeout",
-            _batch_id(payload),
+            _batch_id(args[0] if args else None),
             type(exc).__name__,
             exc,
         )
         raise
-    past = FailureHistory.from_dict(history)
+    payload: Any = args[0] if args else None
     collection = _collection_of(self, runtime, payload)
+    misfit = call_error(args, kwargs)
+    if misfit is not None:
+        call = MalformedTaskCall(f"{misfit}; keyword arguments: {sorted(kwargs)}")
+        dead_letter(self, runtime, collection, payload, call, FailureHistory(), permanent=True)
+        return {"status": "rejected", "error": misfit}
+    past = FailureHistory.from_dict(kwargs.get("history"))
     set_log_context(collection=collection, batch_id=_batch_id(payload))
     metrics.changes_received(collection, payload)
     try:

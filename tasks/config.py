@@ -36,6 +36,9 @@ DELTA_BUCKET_ENV = "CHROMASYNC_DELTA_BUCKET"
 DEFAULT_SNAPSHOT_BUCKET = "chromasync-snapshots"
 #: Snapshot versions kept per collection; older ones go once a newer one is promoted.
 DEFAULT_SNAPSHOT_KEEP = 5
+#: SQS's longest message delay, seconds: a retry on a standard queue waits in SQS
+#: (``DelaySeconds``) for its backoff, so the backoff cap may not exceed it.
+SQS_MAX_DELAY = 900
 #: S3's rule for bucket names (3-63 lowercase letters, digits, dots and hyphens).
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
@@ -96,6 +99,10 @@ class WorkerSettings:
                 f"CHROMASYNC_SNAPSHOT_BUCKET={snapshot_bucket!r} is not a valid S3 bucket name "
                 "(3-63 lowercase letters, digits, '.' and '-'; for example 'receipt-snapshots')"
             )
+        lock_wait = env_float(env, "CHROMASYNC_LOCK_WAIT", DEFAULT_LOCK_WAIT)
+        backoff_base = env_float(env, "CHROMASYNC_RETRY_BACKOFF_BASE", 1.0)
+        backoff_max = env_float(env, "CHROMASYNC_RETRY_BACKOFF_MAX", 60.0)
+        check_timing(shared, lock_wait, backoff_base, backoff_max)
         return cls(
             shared=shared,
             chroma_url=env_url(env, "CHROMASYNC_CHROMA_URL", None, {"http", "https"}),
@@ -103,10 +110,10 @@ class WorkerSettings:
             lock_url=lock_url,
             lock_ttl=ttl,
             lock_safety_margin=margin,
-            lock_wait=env_float(env, "CHROMASYNC_LOCK_WAIT", DEFAULT_LOCK_WAIT),
+            lock_wait=lock_wait,
             max_retries=env_int(env, "CHROMASYNC_MAX_RETRIES", DEFAULT_MAX_RETRIES),
-            retry_backoff_base=env_float(env, "CHROMASYNC_RETRY_BACKOFF_BASE", 1.0),
-            retry_backoff_max=env_float(env, "CHROMASYNC_RETRY_BACKOFF_MAX", 60.0),
+            retry_backoff_base=backoff_base,
+            retry_backoff_max=backoff_max,
             audit_log=env.get("CHROMASYNC_AUDIT_LOG") or None,
             write_chunk=env_int(env, "CHROMASYNC_WRITE_CHUNK", 0, minimum=0) or None,
             missing_embedding_timeout=env_float(
@@ -118,4 +125,48 @@ class WorkerSettings:
                 env, "CHROMASYNC_SNAPSHOT_KEEP", DEFAULT_SNAPSHOT_KEEP, minimum=1
             ),
             restore_on_start=env_bool(env, "CHROMASYNC_RESTORE_ON_START", False),
+        )
+
+
+def check_timing(
+    shared: Settings, lock_wait: float, backoff_base: float, backoff_max: float
+) -> None:
+    """Refuse settings whose time bounds contradict the queue's visibility timeout.
+
+    A received message is hidden for ``CHROMASYNC_VISIBILITY_TIMEOUT``; if the
+    worker still holds it after that, SQS hands it out again and the work is
+    done (and dead-lettered) twice. What a worker holds a message for:
+
+    * the lock wait, before giving up on a busy lock: it must be shorter;
+    * on a FIFO queue, a retry's countdown too (FIFO takes no per-message delay,
+      so the worker holds the retry): lock wait plus backoff cap must be shorter.
+
+    On a standard queue a retry waits in SQS (``DelaySeconds``), received only
+    when due, so its backoff is bounded by SQS's longest delay instead. The time
+    a batch takes to apply is not known here: keep the timeout well above it
+    (docs/operations.md, "Visibility timeout").
+    """
+    visibility = shared.visibility_timeout
+    if backoff_base > backoff_max:
+        raise ConfigError(
+            f"CHROMASYNC_RETRY_BACKOFF_BASE={backoff_base} must not exceed "
+            f"CHROMASYNC_RETRY_BACKOFF_MAX={backoff_max}"
+        )
+    if lock_wait >= visibility:
+        raise ConfigError(
+            f"CHROMASYNC_LOCK_WAIT={lock_wait} must be shorter than "
+            f"CHROMASYNC_VISIBILITY_TIMEOUT={visibility}: a task still waiting for the lock "
+            "when its message becomes visible again would be handed out a second time"
+        )
+    if shared.fifo and lock_wait + backoff_max >= visibility:
+        raise ConfigError(
+            f"with CHROMASYNC_FIFO, CHROMASYNC_LOCK_WAIT={lock_wait} plus "
+            f"CHROMASYNC_RETRY_BACKOFF_MAX={backoff_max} must be shorter than "
+            f"CHROMASYNC_VISIBILITY_TIMEOUT={visibility}: a FIFO queue takes no message delay, "
+            "so the worker holds a retry for its backoff"
+        )
+    if not shared.fifo and backoff_max > SQS_MAX_DELAY:
+        raise ConfigError(
+            f"CHROMASYNC_RETRY_BACKOFF_MAX={backoff_max} exceeds SQS's longest message delay "
+            f"({SQS_MAX_DELAY} s), which holds a retry until it is due"
         )

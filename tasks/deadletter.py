@@ -46,6 +46,8 @@ class DeadLetter:
     permanent: bool = False
     #: ``worker`` (written by a worker) or ``redrive-policy`` (moved by SQS).
     source: str = "worker"
+    #: The SQS body as received, for a message that could not be run as a task call.
+    raw_body: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), default=str)

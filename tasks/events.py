@@ -5,8 +5,8 @@ failed, worker-online/heartbeat/offline) through the dispatcher that the
 consumer's ``Events`` bootstep creates on the *broker* connection. SQS has no
 topic exchange to carry them, so Flower, which reads events, sees nothing.
 
-:class:`SideChannelConsumer` (selected by ``worker_consumer`` in
-``celeryconfig``) is Celery's consumer with one bootstep changed:
+:class:`SideChannelConsumer` (part of ``tasks.consumer.WorkerConsumer``,
+selected by ``worker_consumer`` in ``celeryconfig``) is Celery's consumer with one bootstep changed:
 :class:`SideChannelEvents` opens its own kombu connection to
 ``CHROMASYNC_EVENTS_URL`` (default ``REDIS_URL``, else
 ``redis://127.0.0.1:6379/0``) and sends every event there. Tasks, acks and

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from chromasync.commands.common import EXIT_CONFIG
+from chromasync.commands.common import EXIT_CONFIG, whole_number
 from producers.config import Settings
 
 
@@ -23,7 +23,13 @@ def register(sub: Any) -> None:
     actions = dlq.add_subparsers(dest="action", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--collection", help="one collection (default: all)")
-    common.add_argument("--limit", type=int, default=100, help="most letters to handle")
+    common.add_argument(
+        "--limit",
+        type=whole_number(1),
+        default=100,
+        metavar="N",
+        help="most letters to handle, per collection (default 100)",
+    )
     listing = actions.add_parser("list", parents=[common], help="one line per dead letter")
     listing.set_defaults(func=cmd_list)
     show = actions.add_parser("show", parents=[common], help="everything about one dead letter")
@@ -121,6 +127,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"worker          {letter.worker}  task {letter.task_id}")
         print("payload")
         print(json.dumps(letter.payload, indent=2, default=str))
+        if letter.raw_body is not None:
+            print("raw body (as SQS delivered it)")
+            print(letter.raw_body)
         if letter.traceback:
             print("traceback")
             print(letter.traceback.rstrip())
@@ -137,6 +146,14 @@ def cmd_redrive(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     sent = 0
     for collection, queues, received in _letters(args, take=True):
+        if received.letter.payload is None:
+            # An unreadable message or a call without a batch: nothing to send back.
+            queues.release(collection, received)
+            print(
+                f"kept {received.message_id[:8]}: {received.letter.error_type} has no batch to "
+                "send back (`dlq show` it, fix the sender, then `dlq purge --id`)"
+            )
+            continue
         options: dict[str, Any] = {"queue": settings.queue_for(collection)}
         if settings.fifo:
             options["MessageGroupId"] = f"redrive-{collection}"
