@@ -100,8 +100,22 @@ def _metadata_effect(plan: WritePlan, change: Change, state: ReceiptState, index
 
 
 def _label_effect(plan: WritePlan, change: Change, state: ReceiptState, index: int) -> None:
+    """The word's (or its line's) label summary, rebuilt from every label it has now.
+
+    Only for a word or line the table still holds: once it is gone its embedding is
+    deleted (or about to be, by its own REMOVE), and a label change must not wait
+    for an embedding that will never come back (it used to, until
+    ``CHROMASYNC_MISSING_EMBEDDING_TIMEOUT``, then was dead-lettered as missing).
+    """
     k = change.keys
     assert k.line_id is not None and k.word_id is not None
+    owned = (
+        (k.line_id, k.word_id) in state.words
+        if plan.role is CollectionRole.WORDS
+        else k.line_id in state.lines
+    )
+    if not owned:
+        return
     if plan.role is CollectionRole.WORDS:
         labels = list(state.labels.get((k.line_id, k.word_id), {}).values())
         target = word_embedding_id(k.image_id, k.receipt_id, k.line_id, k.word_id)
@@ -169,14 +183,17 @@ def _own_item(change: Change, role: CollectionRole) -> ReadScope:
 
 
 def _label_reads(change: Change, role: CollectionRole) -> ReadScope:
-    """Every label of the word (words), or of every word of the line (lines)."""
+    """Every label of the word (words), or of every word of the line (lines), and the
+    word's or line's own item: whether the table still holds what the labels belong to."""
     k = change.keys
     assert k.line_id is not None and k.word_id is not None
     if role is CollectionRole.WORDS:
-        prefix = f"{word_sk(k.receipt_id, k.line_id, k.word_id)}#LABEL#"
+        owner = word_sk(k.receipt_id, k.line_id, k.word_id)
+        prefix = f"{owner}#LABEL#"
     else:
-        prefix = f"{line_sk(k.receipt_id, k.line_id)}#WORD#"
-    return ReadScope(labels=frozenset({prefix}))
+        owner = line_sk(k.receipt_id, k.line_id)
+        prefix = f"{owner}#WORD#"
+    return ReadScope(items=frozenset({owner}), labels=frozenset({prefix}))
 
 
 def _whole(change: Change, role: CollectionRole) -> ReadScope:

@@ -145,6 +145,50 @@ def test_metadata_remove_clears_merchant_fields(system) -> None:
 # -- RECEIPT_WORD_LABEL --------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("event", ["REMOVE", "MODIFY"])
+def test_a_label_change_of_a_word_or_line_the_table_no_longer_holds_waits_for_nothing(
+    system, event: str
+) -> None:
+    """Delete a word, then its label (the normal order); or replay an old label record of
+    a word deleted since. The word's embedding is gone for good: nothing to wait for.
+    It used to wait CHROMASYNC_MISSING_EMBEDDING_TIMEOUT, then dead-letter as missing."""
+    stack, runtime, (spec, _other) = system
+    word_key = {"PK": image_pk(spec.image_id), "SK": word_sk(spec.receipt_id, 1, 1)}
+    label_key = {
+        "PK": image_pk(spec.image_id),
+        "SK": f"{word_sk(spec.receipt_id, 1, 1)}#LABEL#TOTAL",
+    }
+    stack.table.put_item(Item=label_item(spec, 1, 1, "TOTAL", "VALID"))
+    stack.table.delete_item(Key=word_key)
+    if event == "REMOVE":
+        stack.table.delete_item(Key=label_key)
+    word = word_embedding_id(spec.image_id, spec.receipt_id, 1, 1)
+    runtime.apply_batch(batch(stack.words, make_change("RECEIPT_WORD", "REMOVE", spec, 1, 1)))
+    assert meta(stack, stack.words, word) is None
+    label = make_change("RECEIPT_WORD_LABEL", event, spec, 1, 1, "TOTAL")
+    outcome = runtime.apply_batch(batch(stack.words, label))
+    assert not outcome.waiting and not outcome.failed and outcome.result.missing == set()
+    assert meta(stack, stack.words, word) is None  # not brought back either
+    # The same for a line: its label summary waits for nothing once the line is gone.
+    line_key = {"PK": image_pk(spec.image_id), "SK": line_sk(spec.receipt_id, 1)}
+    stack.table.delete_item(Key=line_key)
+    runtime.apply_batch(batch(stack.lines, make_change("RECEIPT_LINE", "REMOVE", spec, 1)))
+    outcome = runtime.apply_batch(batch(stack.lines, label))
+    assert not outcome.waiting and not outcome.failed
+    assert meta(stack, stack.lines, line_embedding_id(spec.image_id, spec.receipt_id, 1)) is None
+    # A label of a word the table still holds is applied as before.
+    stack.table.put_item(Item=label_item(spec, 2, 1, "DATE", "VALID"))
+    kept = make_change("RECEIPT_WORD_LABEL", "INSERT", spec, 2, 1, "DATE")
+    outcome = runtime.apply_batch(batch(stack.words, kept))
+    assert outcome.applied == 1 and outcome.result.updated == 1
+    assert (
+        meta(stack, stack.words, word_embedding_id(spec.image_id, spec.receipt_id, 2, 1))[
+            "valid_labels"
+        ]
+        == ",DATE,"
+    )
+
+
 def test_label_insert_modify_and_remove_rebuild_word_and_line_summaries(system) -> None:
     stack, runtime, (spec, _other) = system
     word = word_embedding_id(spec.image_id, spec.receipt_id, 2, 1)
