@@ -7,7 +7,9 @@ tasks through moto's SQS; Flower is asked over HTTP what it saw.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -185,6 +187,66 @@ def test_flower_refuses_to_start_without_a_password_unless_told(
         # Flower itself keeps its API closed without auth (FLOWER_UNAUTHENTICATED_API opens it).
         assert status(port, "/api/tasks", auth=None) == 401
     assert "WARNING: basic auth is off (--no-auth)" in log.read_text()
+
+
+def flower_paths() -> list[str]:
+    """One path per route in Flower's own table, parameters filled in, and Tornado's own.
+
+    Read from the installed Flower, so a route a later version adds is checked too.
+    """
+    import flower.urls
+
+    paths: list[str] = []
+    for route in flower.urls.handlers:
+        pattern = route.regex.pattern if hasattr(route, "regex") else route[0]
+        path = pattern.rstrip("$").replace("/?", "").replace("(.+)", "x").replace("(.*)", "x")
+        paths.append("/no-such-page" if path == ".*" else path)
+    # Tornado serves these itself, ahead of the table, for an app with a static_path.
+    return ["/favicon.ico", "/robots.txt", *paths]
+
+
+def call(port: int, method: str, path: str, auth: tuple[str, str] | None) -> tuple[int, bytes]:
+    request = _request(port, path, auth)
+    request.method = method
+    if method == "POST":
+        request.data = b"{}"
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return int(response.status), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_every_route_but_the_healthcheck_needs_the_password(
+    stack_env: dict[str, str], redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    env = {
+        **stack_env,
+        "CHROMASYNC_FLOWER_USER": USER,
+        "CHROMASYNC_FLOWER_PASSWORD": PASSWORD,
+    }
+    paths = flower_paths()
+    assert {"/metrics", "/static/x", "/api/tasks", "/api/task/apply/x", "/login"} <= set(paths)
+    with running_flower(env, tmp_path / "flower.log") as port:
+        for method, path, auth in itertools.product(
+            ("GET", "POST"), paths, (None, (USER, "wrong"), ("someone", PASSWORD))
+        ):
+            code, body = call(port, method, path, auth)
+            if path == "/healthcheck":
+                if method == "GET":
+                    assert (code, body) == (200, b"OK"), (path, auth)
+                continue
+            assert code == 401, (method, path, auth, code, body[:200])
+            assert b"flower_" not in body and b"celery" not in body.lower()
+        # With the password, what was closed answers.
+        code, metrics = call(port, "GET", "/metrics", (USER, PASSWORD))
+        assert code == 200 and b"flower_events_total" in metrics
+        tasks_page = call(port, "GET", "/tasks", (USER, PASSWORD))[1].decode()
+        stylesheet = re.search(r'href="(/static/[^"?]+\.css)', tasks_page)
+        assert stylesheet, tasks_page[:500]
+        assert call(port, "GET", stylesheet.group(1), (USER, PASSWORD))[0] == 200
+        assert call(port, "GET", stylesheet.group(1), None)[0] == 401
+        assert call(port, "GET", "/no-such-page", (USER, PASSWORD))[0] == 404
 
 
 def _apply_one(stack: Stack, collection: str, spec: ReceiptSpec, worker: WorkerProcess) -> None:

@@ -2,9 +2,11 @@
 
 Workers send their events to Redis (:mod:`tasks.events`), so Flower's broker is
 that Redis, not SQS. The command checks its settings, then replaces itself (exec)
-with ``python -m celery flower ...``, the broker URL and the credentials in the
-environment (``CELERY_BROKER_URL``, ``FLOWER_BASIC_AUTH``) so that neither shows
-in ``ps``. No ``-A``: Flower needs only the events, and loading the worker app
+with ``python -m chromasync.flower_auth flower ...`` (Celery's ``flower`` command
+with every route but ``/healthcheck`` behind the basic auth, :mod:`chromasync.flower_auth`:
+Flower itself leaves ``/metrics`` and its static files open), the broker URL and
+the credentials in the environment (``CELERY_BROKER_URL``, ``FLOWER_BASIC_AUTH``)
+so that neither shows in ``ps``. No ``-A``: Flower needs only the events, and loading the worker app
 would pull in chromadb for nothing; Celery's default app still reads
 ``celeryconfig`` (serializers, timezone), whose broker is then that URL.
 
@@ -75,7 +77,8 @@ def flower_command(address: str, port: int) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "celery",
+        # Celery's command line, Flower's routes put behind the basic auth first.
+        "chromasync.flower_auth",
         "flower",
         f"--address={address}",
         f"--port={port}",
