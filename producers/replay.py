@@ -1,11 +1,13 @@
 """Replay: stream records kept in a file go through the producer pipeline again.
 
-Input is either one JSON document — a Lambda event (``{"Records": [...]}``),
-a list of records, or a single record — or NDJSON: one record per line, of
-either shape (Lambda or GetRecords written out as JSON). NDJSON is read line
-by line, so a dump of any size replays in constant memory; a line that is not
-JSON is reported with its line number and quarantined like any malformed
-record, never a crash.
+What the input is (a Lambda event, a list of records, one record, NDJSON, or
+none of them) is told from its first bytes before anything is sent, and every
+shape is read as a stream: :mod:`producers.replay_input`. NDJSON is read line by
+line; a line that is not JSON is reported with its line number and quarantined
+like any malformed record, never a crash. A JSON document that stops early
+(cut short, or not JSON from some point on) is reported with the records read
+before it, which are published; an input that is neither JSON nor NDJSON is
+refused by the command unless it is asked to keep it in the quarantine queue.
 
 Records go through :class:`~producers.pipeline.StreamProcessor` in chunks of
 :data:`CHUNK_RECORDS`, in file order. At the first chunk with a record that
@@ -16,13 +18,30 @@ harmless, since the worker applies current state.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO, Any
 
 from producers.pipeline import StreamProcessor
+from producers.replay_input import (
+    CUT_SHORT,
+    UNREADABLE,
+    UNREADABLE_HEAD_BYTES,
+    InputProblem,
+    Item,
+    ReplayInput,
+    read_input,
+)
+
+__all__ = [
+    "CHUNK_RECORDS",
+    "InputProblem",
+    "Item",
+    "ReplayInput",
+    "ReplayReport",
+    "Replayer",
+    "read_input",
+]
 
 #: Records handed to the processor at once: big enough to pack full tasks,
 #: small enough that a failure stops the replay early.
@@ -37,118 +56,8 @@ ProgressCallback = Callable[[int, float | None], None]
 
 
 @dataclass(frozen=True)
-class Item:
-    """One record of the input, or a line that could not be read as one."""
-
-    position: int
-    record: Any = None
-    #: Why the line is not a record (it is not JSON); None for a record.
-    error: str | None = None
-    #: The line as read, kept for the quarantine when ``error`` is set.
-    text: str = ""
-
-
-@dataclass(frozen=True)
-class ReplayInput:
-    kind: str
-    #: What a position counts: ``line`` (NDJSON) or ``record`` (one JSON document).
-    unit: str
-    items: Iterator[tuple[Item, float | None]]
-
-
-def _json_line(position: int, raw: bytes) -> Item:
-    try:
-        return Item(position, record=json.loads(raw))
-    except json.JSONDecodeError as exc:
-        error = f"not JSON: {exc.msg} at column {exc.colno}"
-    except ValueError:  # bytes that are not UTF-8 text
-        error = "not JSON: not UTF-8 text"
-    text = raw.decode("utf-8", "replace").rstrip("\r\n")
-    return Item(position, error=error, text=text)
-
-
-def _ndjson(
-    lines: Iterable[bytes], first_position: int, consumed: int, size: int | None
-) -> Iterator[tuple[Item, float | None]]:
-    position = first_position
-    for raw in lines:
-        consumed += len(raw)
-        if raw.strip():
-            yield _json_line(position, raw), (consumed / size if size else None)
-        position += 1
-
-
-def _document(doc: Any) -> tuple[str, list[Any]]:
-    if isinstance(doc, dict) and isinstance(doc.get("Records"), list):
-        return "Lambda event", doc["Records"]
-    if isinstance(doc, list):
-        return "JSON list of records", doc
-    return "JSON record", [doc]
-
-
-def _records(records: list[Any]) -> Iterator[tuple[Item, float | None]]:
-    for index, record in enumerate(records):
-        yield Item(index + 1, record=record), (index + 1) / len(records)
-
-
-def read_input(stream: IO[bytes], size: int | None = None) -> ReplayInput:
-    """Tell a JSON document from NDJSON by the first non-blank line, and read it lazily.
-
-    A first line that is a whole JSON object other than a Lambda event starts
-    NDJSON; anything else (an event, a list, a document spread over lines) is
-    read as one JSON document, and taken as NDJSON with a bad first line if
-    it does not parse.
-
-    ``size`` (bytes, when known) lets NDJSON report the fraction read.
-    """
-    lines = iter(stream)
-    head: list[bytes] = []
-    for raw in lines:
-        head.append(raw)
-        if raw.strip():
-            break
-    if not head or not head[-1].strip():
-        return ReplayInput("empty input", "line", iter(()))
-    try:
-        first: Any = json.loads(head[-1])
-    except ValueError:
-        first = None  # a JSON document spread over several lines, or a bad NDJSON line
-    else:
-        if isinstance(first, dict) and "Records" not in first:
-            consumed = sum(len(r) for r in head)
-            position = len(head)
-            items = _ndjson(lines, position + 1, consumed, size)
-            return ReplayInput("NDJSON", "line", _chain(_json_line(position, head[-1]), items))
-    whole = b"".join(head) + b"".join(lines)
-    try:
-        doc = json.loads(whole)
-    except ValueError as exc:
-        return _broken(whole, exc)
-    kind, records = _document(doc)
-    return ReplayInput(kind, "record", _records(records))
-
-
-def _chain(
-    first: Item, rest: Iterator[tuple[Item, float | None]]
-) -> Iterator[tuple[Item, float | None]]:
-    yield first, None
-    yield from rest
-
-
-def _broken(whole: bytes, exc: ValueError) -> ReplayInput:
-    """Input that is not one JSON document: NDJSON with a bad first line, or no JSON at all."""
-    lines = whole.splitlines(keepends=True)
-    items = [(_json_line(i + 1, raw), None) for i, raw in enumerate(lines) if raw.strip()]
-    if any(item.error is None for item, _ in items):
-        return ReplayInput("NDJSON", "line", iter(items))
-    # Not one line is JSON: one problem, not one quarantined message per line.
-    text = whole[:200_000].decode("utf-8", "replace")
-    only = Item(1, error=f"neither a JSON document nor NDJSON: {exc}", text=text)
-    return ReplayInput("not JSON", "line", iter([(only, None)]))
-
-
-@dataclass(frozen=True)
 class Problem:
+    #: Line or record number; 0 for the whole input (an unreadable one).
     position: int
     error: str
 
@@ -167,16 +76,54 @@ class ReplayReport:
     #: Position from which records may not have been published; None when all were.
     failed_at: int | None = None
     error: str | None = None
+    #: Why the input was not read to its end (or at all); None when it was.
+    problem: InputProblem | None = None
+    #: An unreadable input was kept whole (its head) in the quarantine queue.
+    kept_unreadable: bool = False
+
+    @property
+    def unreadable(self) -> bool:
+        """The input is neither JSON nor NDJSON (nothing of it was sent as records)."""
+        return self.problem is not None and self.problem.kind == UNREADABLE
 
     @property
     def ok(self) -> bool:
-        return self.failed_at is None
+        """Every record of the input was published, ignored or quarantined."""
+        if self.failed_at is not None:
+            return False
+        if self.problem is None:
+            return True
+        return self.unreadable and self.kept_unreadable
 
     def fail(self, position: int, error: str | None) -> None:
         """Note that records from ``position`` on may not have been published."""
         if self.failed_at is None or position < self.failed_at:
             self.failed_at = position
             self.error = error
+
+    def _input_line(self, problem: InputProblem) -> str:
+        if problem.kind == UNREADABLE:
+            kept = (
+                f"its first {len(problem.head):,} bytes quarantined as one message"
+                if self.kept_unreadable
+                else "nothing sent"
+            )
+            return f"unreadable: {problem.detail}; {kept}"
+        if problem.after == 0:
+            read = f"no {self.unit} could be read"
+        elif problem.after == 1:
+            read = f"{self.unit} 1 was read and is counted above"
+        else:
+            read = f"{self.unit}s 1-{problem.after} were read and are counted above"
+        if problem.kind == CUT_SHORT:
+            return (
+                f"cut short at byte {problem.offset:,}, inside {self.unit} {problem.after + 1} "
+                f"({problem.detail}): {read}; the rest is not in the input"
+            )
+        return (
+            f"broken before byte {problem.offset:,}, after {self.unit} {problem.after} "
+            f"({problem.detail}): {read}; nothing after the fault was read"
+        )
 
     def render(self, name: str) -> str:
         """The summary printed at the end of ``chromasync replay``."""
@@ -195,27 +142,44 @@ class ReplayReport:
         ]
         for problem in sorted(self.malformed, key=lambda p: p.position)[:MAX_LISTED]:
             error = " ".join(problem.error.split())  # one line each, however long
-            out.append(f"    {self.unit} {problem.position}: {error[:MAX_ERROR_CHARS]}")
+            where = f"{self.unit} {problem.position}" if problem.position else "the input"
+            out.append(f"    {where}: {error[:MAX_ERROR_CHARS]}")
         if len(self.malformed) > MAX_LISTED:
             out.append(f"    ... and {len(self.malformed) - MAX_LISTED} more")
+        if self.problem is None:
+            out.append("  input             read to its end")
+        else:
+            out.append(f"  input             {self._input_line(self.problem)}")
         if self.failed_at is None:
             out.append("  failed            none")
         else:
+            where = f"{self.unit} {self.failed_at}" if self.failed_at else "the start"
             out.append(
-                f"  failed            from {self.unit} {self.failed_at} on (replay again; "
+                f"  failed            from {where} on (replay again; "
                 f"duplicates are harmless): {self.error}"
             )
         return "\n".join(out)
 
 
 class Replayer:
-    """Feeds one input through a processor, chunk by chunk, into one report."""
+    """Feeds one input through a processor, chunk by chunk, into one report.
 
-    def __init__(self, processor: StreamProcessor, chunk_size: int = CHUNK_RECORDS) -> None:
+    ``quarantine_unreadable`` keeps an input that is neither JSON nor NDJSON in
+    the quarantine queue (its first bytes, one message); without it such an
+    input is only reported, and nothing is sent.
+    """
+
+    def __init__(
+        self,
+        processor: StreamProcessor,
+        chunk_size: int = CHUNK_RECORDS,
+        quarantine_unreadable: bool = False,
+    ) -> None:
         if chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
         self.processor = processor
         self.chunk_size = chunk_size
+        self.quarantine_unreadable = quarantine_unreadable
 
     def run(self, source: ReplayInput, progress: ProgressCallback | None = None) -> ReplayReport:
         report = ReplayReport(source.kind, source.unit, self.processor.quarantine.queue_name)
@@ -229,11 +193,17 @@ class Replayer:
                 if progress:
                     progress(report.records, fraction)
                 if not report.ok:
+                    report.kind = source.kind
                     return report
         if chunk:
             self._chunk(chunk, report)
             if progress:
                 progress(report.records, fraction)
+        # Known only now: a document's kind when it was read whole, and how reading ended.
+        report.kind = source.kind
+        report.problem = source.problem
+        if report.unreadable and self.quarantine_unreadable:
+            self._keep_unreadable(report)
         return report
 
     def _chunk(self, chunk: list[Item], report: ReplayReport) -> None:
@@ -256,12 +226,28 @@ class Replayer:
         assert item.error is not None
         report.malformed.append(Problem(item.position, item.error))
         error = f"{report.unit} {item.position}: {item.error}"
+        self._quarantine(item.position, {"text": item.text}, error, report)
+
+    def _keep_unreadable(self, report: ReplayReport) -> None:
+        """One message for the whole input: what it starts with, up to UNREADABLE_HEAD_BYTES."""
+        assert report.problem is not None
+        head = report.problem.head
+        error = (
+            f"unreadable input, {len(head):,} first bytes kept (at most "
+            f"{UNREADABLE_HEAD_BYTES:,}): {report.problem.detail}"
+        )
+        report.malformed.append(Problem(0, report.problem.detail))
+        record = {"text": head.decode("utf-8", "replace")}
+        report.kept_unreadable = self._quarantine(0, record, error, report)
+
+    def _quarantine(
+        self, position: int, record: dict[str, str], error: str, report: ReplayReport
+    ) -> bool:
         quarantine = self.processor.quarantine
         try:
-            quarantine.send({"text": item.text}, error, self.processor.source)
+            quarantine.send(record, error, self.processor.source)
         except Exception as exc:  # noqa: BLE001 - reported as a failure of this line
-            report.fail(
-                item.position, f"could not quarantine {error} in {quarantine.queue_name}: {exc}"
-            )
-            return
+            report.fail(position, f"could not quarantine {error} in {quarantine.queue_name}: {exc}")
+            return False
         report.quarantined += 1
+        return True
