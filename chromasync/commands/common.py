@@ -11,6 +11,10 @@ from collections.abc import Callable
 EXIT_CONFIG = 2
 #: Exit status when a service (SQS, DynamoDB, Redis, Chroma) cannot be reached.
 EXIT_UNAVAILABLE = 3
+#: Exit status when the reader of the output went away (``chromasync dlq show X | head``):
+#: 128 + SIGPIPE, what a shell reports for a command that SIGPIPE ended (``yes | head``),
+#: so ``set -o pipefail`` treats it as such tools, and a cut-short command never says 0.
+EXIT_OUTPUT_CLOSED = 128 + signal.SIGPIPE
 
 
 def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
