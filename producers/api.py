@@ -12,42 +12,72 @@ Each change is validated with the contract (:class:`producers.contract.Change`),
 routed to the collections its entity affects (or to the one given), packed and
 published exactly as the stream's changes are, with the process's Publisher
 (built once from the environment, see :mod:`producers.defaults`).
+
+Every failure is an :class:`~producers.errors.EnqueueError` (see
+:mod:`producers.errors`): a caller catches one family and tells input,
+deployment and broker trouble apart by subclass.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from pydantic import ValidationError
 
 from producers import defaults
+from producers.config import ConfigError
 from producers.contract import Change, validation_reasons
 from producers.entities import SPECS_BY_TYPE
+from producers.errors import (
+    ChangeTooLarge,
+    EnqueueError,
+    InvalidChange,
+    NotConfigured,
+    NotDeployed,
+    PublishError,
+    PublishFailed,
+)
 from producers.packing import Routed, pack, sized
 from producers.pipeline import ProcessReport, collection_for
-from producers.publishing import Published, Publisher, PublishError
+from producers.publishing import Published, Publisher
+from producers.resources import DeploymentError
+
+__all__ = [
+    "DEFAULT_PRODUCER",
+    "ChangeTooLarge",
+    "EnqueueError",
+    "InvalidChange",
+    "NotConfigured",
+    "NotDeployed",
+    "PublishFailed",
+    "enqueue",
+    "enqueue_records",
+]
 
 #: ``producer`` recorded in batches sent through this API.
 DEFAULT_PRODUCER = "chromasync.api"
 
 
-class InvalidChange(ValueError):
-    """A change given to :func:`enqueue` does not fit the contract; says which and why."""
+def _each(changes: Any) -> Iterator[Any]:
+    """The changes one by one; :class:`InvalidChange` when ``changes`` is not a collection of them.
+
+    A lone change (a mapping or a :class:`Change`) is refused rather than
+    iterated: iterating a dict would yield its keys, and the error would then
+    talk about strings instead of the real mistake.
+    """
+    if isinstance(changes, Mapping | Change):
+        raise InvalidChange("changes must be a list of changes, got one change: pass [change]")
+    if isinstance(changes, str | bytes) or not isinstance(changes, Iterable):
+        raise InvalidChange(
+            f"changes must be a list of changes (dicts or Change), got {type(changes).__name__}"
+        )
+    return iter(changes)
 
 
-class EnqueueError(PublishError):
-    """Some batches could not be published; ``published`` lists those that were."""
-
-    def __init__(self, message: str, published: list[Published], unsent_changes: int) -> None:
-        super().__init__(message)
-        self.published = published
-        self.unsent_changes = unsent_changes
-
-
-def _validated(changes: Iterable[Change | Mapping[str, Any]]) -> list[Change]:
+def _validated(changes: Any) -> list[Change]:
     out: list[Change] = []
-    for index, change in enumerate(changes):
+    for index, change in enumerate(_each(changes)):
         if isinstance(change, Change):
             out.append(change)
             continue
@@ -57,6 +87,13 @@ def _validated(changes: Iterable[Change | Mapping[str, Any]]) -> list[Change]:
             reasons = validation_reasons(exc)
             raise InvalidChange(f"change {index} does not fit the contract: {reasons}") from None
     return out
+
+
+def _publisher() -> Publisher:
+    try:
+        return defaults.publisher()
+    except ConfigError as exc:
+        raise NotConfigured(str(exc)) from exc
 
 
 def enqueue(
@@ -70,22 +107,34 @@ def enqueue(
 
     ``collection`` sends every change to that one collection instead of the
     collections its entity affects; it must be one of ``CHROMASYNC_COLLECTIONS``
-    (no worker reads any other queue). Raises :class:`InvalidChange` before
-    sending anything when a change does not validate, and :class:`EnqueueError`
-    (a :class:`~producers.publishing.PublishError`) when a batch could not be
-    published after the publisher's retries.
+    (no worker reads any other queue).
+
+    Raises an :class:`~producers.errors.EnqueueError`, always:
+
+    - :class:`InvalidChange` before sending anything when ``changes`` is not a
+      list of changes, a change does not validate or ``collection`` is unknown;
+      :class:`ChangeTooLarge` (an ``InvalidChange``) when one change cannot fit
+      in a task message even without its image and values;
+    - :class:`NotConfigured` before sending anything when a setting is wrong;
+    - :class:`NotDeployed` when a queue does not exist or may not be sent to,
+      and :class:`PublishFailed` (a :class:`~producers.errors.PublishError`)
+      when a batch could not be published after the publisher's retries; both
+      carry ``published`` (the tasks sent before) and ``unsent_changes``.
     """
     valid = _validated(changes)
-    publisher = publisher or defaults.publisher()
+    publisher = publisher or _publisher()
     settings = publisher.settings
     if collection is not None and collection not in settings.collections:
-        raise ValueError(
+        raise InvalidChange(
             f"collection {collection!r} is not one of CHROMASYNC_COLLECTIONS "
             f"({', '.join(settings.collections)})"
         )
     routed: list[Routed] = []
-    for change in valid:
-        wire, size = sized(change.to_wire())
+    for index, change in enumerate(valid):
+        try:
+            wire, size = sized(change.to_wire())
+        except ChangeTooLarge as exc:
+            raise ChangeTooLarge(f"change {index}: {exc}") from None
         if collection is not None:
             routed.append(Routed(collection, wire, size))
             continue
@@ -98,9 +147,10 @@ def enqueue(
     for position, batch in enumerate(batches):
         try:
             published.append(publisher.publish(batch))
-        except PublishError as exc:
+        except (PublishError, DeploymentError) as exc:
             unsent = sum(len(b.changes) for b in batches[position:])
-            raise EnqueueError(str(exc), published, unsent) from exc
+            failure = PublishFailed if isinstance(exc, PublishError) else NotDeployed
+            raise failure(str(exc), published, unsent) from exc
     return published
 
 
@@ -108,6 +158,22 @@ def enqueue_records(records: Sequence[Any], *, source: str = "api") -> ProcessRe
     """Handle raw DynamoDB stream records (either shape) exactly as the Lambda handler does.
 
     The report accounts for every record; ``report.failed_from`` is set when
-    some could not be published (``report.error`` says why).
+    some could not be published (``report.error`` says why): publish failures
+    are reported there, per record, not raised. Raises :class:`InvalidChange`
+    when ``records`` is not a list, :class:`NotConfigured` for a wrong setting
+    and :class:`NotDeployed` for a missing or forbidden queue (``unsent_changes``
+    None: which records went out is not known then; send them again once it is
+    fixed, duplicates are harmless).
     """
-    return defaults.processor(source).process(records)
+    if isinstance(records, str | bytes | Mapping) or not isinstance(records, Sequence):
+        raise InvalidChange(
+            f"records must be a list of stream records, got {type(records).__name__}"
+        )
+    try:
+        processor = defaults.processor(source)
+    except ConfigError as exc:
+        raise NotConfigured(str(exc)) from exc
+    try:
+        return processor.process(records)
+    except DeploymentError as exc:
+        raise NotDeployed(str(exc), (), None) from exc

@@ -15,6 +15,7 @@ from typing import Final, NamedTuple
 import pydantic_core
 
 from producers.contract import FieldChange, WireBatch, WireChange
+from producers.errors import ChangeTooLarge
 
 #: SQS accepts 256 KiB (262,144 bytes) per message; our queues are created
 #: with that MaximumMessageSize (chromasync.provision). The payload is encoded
@@ -27,10 +28,6 @@ MAX_PAYLOAD_BYTES: Final = 140_000
 
 #: What an SQS FIFO MessageGroupId may hold (at most 128 of these).
 _GROUP_ID_CHARS: Final = re.compile(r"[A-Za-z0-9!-/:-@\[-`{-~]{1,128}")
-
-
-class ChangeTooLarge(ValueError):
-    """One change alone does not fit in a task message."""
 
 
 class Routed(NamedTuple):

@@ -25,6 +25,7 @@ from celery import Celery
 
 from producers.config import Settings
 from producers.contract import APPLY_TASK_NAME, ChangeBatch, WireBatch
+from producers.errors import PublishError
 from producers.packing import receipt_group
 from producers.resources import DeploymentError, not_permitted
 
@@ -36,10 +37,6 @@ PUBLISH_ATTEMPTS = 5
 PUBLISH_BACKOFF_BASE = 0.2
 #: Longest single backoff delay in seconds.
 PUBLISH_BACKOFF_MAX = 5.0
-
-
-class PublishError(RuntimeError):
-    """A batch could not be published after every retry."""
 
 
 def producer_app(env: Mapping[str, str] | None = None) -> Celery:

@@ -12,10 +12,19 @@ from celery import Celery
 
 import producers
 from chromasync.local import free_port
-from producers.api import EnqueueError, InvalidChange
-from producers.config import Settings
+from producers import (
+    ChangeTooLarge,
+    EnqueueError,
+    InvalidChange,
+    NotConfigured,
+    NotDeployed,
+    PublishError,
+    PublishFailed,
+)
+from producers.config import ConfigError, Settings
 from producers.contract import Change, ChangeBatch
-from tests.producing import IMAGE, Queues, line_record
+from producers.resources import DeploymentError, MissingResource
+from tests.producing import IMAGE, Queues, line_record, record
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -67,7 +76,7 @@ def test_enqueue_refuses_bad_input_before_sending_anything(producer_env: dict[st
         producers.enqueue([label_change(1), bad])
     with pytest.raises(InvalidChange, match="not monitored"):
         producers.enqueue([{**label_change(1), "changes": {"colour": {"new": "red"}}}])
-    with pytest.raises(ValueError, match="CHROMASYNC_COLLECTIONS"):
+    with pytest.raises(InvalidChange, match="CHROMASYNC_COLLECTIONS"):
         producers.enqueue([label_change(1)], collection="lnes")
     assert queues.all_tasks() == {"lines": [], "words": []}
 
@@ -76,9 +85,107 @@ def test_enqueue_reports_what_was_not_sent(
     producer_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CELERY_BROKER_URL", f"sqs://testing:testing@127.0.0.1:{free_port()}")
-    with pytest.raises(EnqueueError, match="127.0.0.1") as caught:
+    with pytest.raises(PublishFailed, match="127.0.0.1") as caught:
         producers.enqueue([label_change(1), label_change(2)])
+    assert isinstance(caught.value, EnqueueError) and isinstance(caught.value, PublishError)
     assert caught.value.published == [] and caught.value.unsent_changes == 4
+
+
+#: Inputs that are not a list of valid changes, with what the error must say.
+NOT_CHANGES: list[tuple[Any, str]] = [
+    (None, "must be a list of changes .*got NoneType"),
+    (42, "got int"),
+    ("RECEIPT_LINE", "got str"),
+    (label_change(1), "got one change: pass \\[change\\]"),
+    ([None], "change 0 does not fit the contract"),
+    ([label_change(1), "x"], "change 1 does not fit the contract"),
+    ([{**label_change(1), "keys": None}], "change 0 does not fit the contract"),
+]
+
+
+@pytest.mark.parametrize(("changes", "message"), NOT_CHANGES)
+def test_input_that_is_not_changes_is_an_invalid_change(
+    producer_env: dict[str, str], changes: Any, message: str
+) -> None:
+    queues = Queues(Settings.from_env())
+    with pytest.raises(InvalidChange, match=message) as caught:
+        producers.enqueue(changes)
+    assert isinstance(caught.value, EnqueueError) and isinstance(caught.value, ValueError)
+    assert caught.value.published == []
+    assert queues.all_tasks() == {"lines": [], "words": []}
+
+
+def test_a_change_too_large_for_one_message_is_an_invalid_change(
+    producer_env: dict[str, str],
+) -> None:
+    queues = Queues(Settings.from_env())
+    huge = {**label_change(2), "keys": {**label_change(2)["keys"], "image_id": "x" * 150_000}}
+    with pytest.raises(ChangeTooLarge, match=r"change 1: .* bytes even without") as caught:
+        producers.enqueue([label_change(1), huge])
+    assert isinstance(caught.value, InvalidChange) and isinstance(caught.value, EnqueueError)
+    assert queues.all_tasks() == {"lines": [], "words": []}
+
+
+def test_a_wrong_setting_is_not_configured(
+    producer_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CHROMASYNC_FIFO", "maybe")
+    with pytest.raises(NotConfigured, match="CHROMASYNC_FIFO") as caught:
+        producers.enqueue([label_change(1)])
+    assert isinstance(caught.value, EnqueueError) and isinstance(caught.value, ConfigError)
+    with pytest.raises(NotConfigured, match="CHROMASYNC_FIFO"):
+        producers.enqueue_records([line_record("INSERT", 1)])
+
+
+def test_a_missing_queue_is_not_deployed_and_says_what_was_sent(
+    producer_env: dict[str, str],
+) -> None:
+    settings = Settings.from_env()
+    queues = Queues(settings)
+    words = settings.sqs_queue_name("words")
+    queues.sqs.delete_queue(QueueUrl=queues.url(words))
+    line = {
+        "entity_type": "RECEIPT_LINE",
+        "event_name": "MODIFY",
+        "keys": {"image_id": IMAGE, "receipt_id": 1, "line_id": 2},
+        "sequence_number": "7",
+        "event_id": "svc-line",
+    }
+    word = {**line, "entity_type": "RECEIPT_WORD", "event_id": "svc-word"}
+    word["keys"] = {**line["keys"], "word_id": 3}
+    # Batches go out per collection in the order their changes came: lines, then words.
+    with pytest.raises(NotDeployed, match=repr(words)) as caught:
+        producers.enqueue([line, word])
+    error = caught.value
+    assert isinstance(error, EnqueueError) and isinstance(error, DeploymentError)
+    assert isinstance(error.__cause__, MissingResource)
+    assert [p.collection for p in error.published] == ["lines"] and error.unsent_changes == 1
+    assert changes_on(queues, "lines") == [("chromasync.api", "svc-line")]
+    with pytest.raises(NotDeployed, match=repr(words)) as from_records:
+        producers.enqueue_records([line_record("INSERT", 1), record_of_word()])
+    assert from_records.value.unsent_changes is None
+
+
+def record_of_word() -> dict[str, Any]:
+    """A stream record of a word INSERT (routed to the words collection only)."""
+    sk = "RECEIPT#00001#LINE#00002#WORD#00003"
+    return record("INSERT", f"IMAGE#{IMAGE}", sk, 2, new={"text": "w"})
+
+
+def test_enqueue_records_refuses_what_is_not_a_list_of_records(
+    producer_env: dict[str, str],
+) -> None:
+    for records in (None, {"Records": []}, "x"):
+        with pytest.raises(InvalidChange, match="must be a list of stream records"):
+            producers.enqueue_records(records)  # type: ignore[arg-type]
+
+
+def test_the_family_is_exported_from_producers() -> None:
+    for name in ("InvalidChange", "ChangeTooLarge", "NotConfigured", "NotDeployed"):
+        assert issubclass(getattr(producers, name), producers.EnqueueError)
+    assert issubclass(producers.PublishFailed, producers.EnqueueError)
+    assert issubclass(producers.PublishFailed, producers.PublishError)
+    assert set(producers.__all__) >= {"EnqueueError", "PublishFailed", "enqueue"}
 
 
 def test_enqueue_records_takes_raw_stream_records(producer_env: dict[str, str]) -> None:
