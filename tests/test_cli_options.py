@@ -17,6 +17,10 @@ import pytest
         (["poll", "--batch-size", "ten"], "--batch-size: 'ten' is not a whole number"),
         (["replay", "--chunk-size", "0", "-"], "--chunk-size: must be at least 1, got 0"),
         (["replay", "--chunk-size", "1.5", "-"], "--chunk-size: '1.5' is not a whole number"),
+        (["exporter", "--port", "99999"], "--port: must be 1..65535, got 99999"),
+        (["exporter", "--port", "0"], "--port: must be 1..65535, got 0"),
+        (["flower", "--port", "99999"], "--port: must be 1..65535, got 99999"),
+        (["flower", "--no-auth", "--port", "-1"], "--port: must be 1..65535, got -1"),
     ],
 )
 def test_a_whole_number_option_out_of_range_is_a_usage_error(args: list[str], message: str) -> None:

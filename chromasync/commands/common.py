@@ -34,6 +34,11 @@ def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
     return parse
 
 
+#: A TCP port a server command listens on: 1..65535 (0 would let the system pick one,
+#: which nobody could then scrape or open).
+port_number = whole_number(1, 65535)
+
+
 def stop_on_signals() -> threading.Event:
     """An event set by SIGINT or SIGTERM, for loops that run until interrupted."""
     stop = threading.Event()

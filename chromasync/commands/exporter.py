@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from chromasync.commands.common import EXIT_CONFIG, stop_on_signals
+from chromasync.commands.common import EXIT_CONFIG, port_number, stop_on_signals
 
 if TYPE_CHECKING:
     from prometheus_client.core import Metric
@@ -45,7 +45,7 @@ def register(sub: Any) -> None:
         "read at scrape time. docs/metrics.md lists every metric.",
     )
     exporter.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})"
+        "--port", type=port_number, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})"
     )
     exporter.add_argument(
         "--address",

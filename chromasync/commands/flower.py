@@ -23,7 +23,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from chromasync.commands.common import EXIT_CONFIG
+from chromasync.commands.common import EXIT_CONFIG, port_number
 
 USER_ENV = "CHROMASYNC_FLOWER_USER"
 PASSWORD_ENV = "CHROMASYNC_FLOWER_PASSWORD"
@@ -48,7 +48,9 @@ def register(sub: Any) -> None:
         "--no-auth). Flower is read-only: remote control needs a broadcast SQS does not have.",
     )
     flower.add_argument("--address", default="127.0.0.1", help="address to listen on")
-    flower.add_argument("--port", type=int, default=5555, help="port to listen on (default 5555)")
+    flower.add_argument(
+        "--port", type=port_number, default=5555, help="port to listen on (default 5555)"
+    )
     flower.add_argument(
         "--no-auth",
         action="store_true",
