@@ -3,7 +3,8 @@
 It starts moto (SQS, DynamoDB + Streams, S3) on 127.0.0.1, picks a lock
 backend that needs nothing more (Redis when ``REDIS_URL`` answers, else a
 DynamoDB lock table on moto), seeds receipts (table items and their
-embeddings), starts one worker per collection and the stream poller, edits
+embeddings), starts one worker per collection and the stream poller (restarted if they
+stop, :mod:`chromasync.supervisor`), edits
 merchant data in the table, waits until Chroma shows every edit and checks
 every embedding of every receipt against the table.
 """
@@ -149,7 +150,7 @@ def run_demo(
         collections = [target.collection(c) for c in settings.collections]
 
         with RunningPipeline(settings, env, workdir / "logs") as pipeline:
-            wait_for(pipeline.workers_ready, 60, interval=0.2, what="workers to be ready")
+            pipeline.wait_ready(timeout=60)
             echo("workers ready; applying the seeded inserts from the stream")
             wait_for(pipeline.idle, timeout, interval=0.2, what="the seeded inserts to be applied")
             echo("pipeline idle; editing merchant data in the table")
@@ -162,7 +163,7 @@ def run_demo(
             pending = set(expected)
             deadline = time.monotonic() + timeout
             while pending and time.monotonic() < deadline:
-                pipeline.check_workers()
+                pipeline.supervise()
                 for index in sorted(pending):
                     if not check_receipt(collections, specs[index], expected[index]):
                         report.lags.append(time.time() - written[index])

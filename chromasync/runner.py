@@ -1,30 +1,84 @@
-"""The running pipeline: one worker per collection and the stream poller.
+"""The running pipeline: one worker per collection and the stream poller, supervised.
 
 Used by ``chromasync run`` (until interrupted) and ``chromasync run --demo``.
-It creates nothing: the queues must have been provisioned (``chromasync
-provision``; the demo does it first), and a missing one stops it before any
-worker starts.
+It creates nothing: the queues and tables must have been provisioned
+(``chromasync provision``; the demo does it first).
+
+Before any child starts, :func:`check_pipeline` reads every setting and reaches
+every service (queues, the table and its stream, checkpoints, the lock store,
+Chroma), so a wrong setting or a missing queue stops ``run`` with exit status 2
+or 3 and nothing to clean up. Once a child has started, any failure stops every
+child started before it goes up: no worker outlives ``run``. While it runs, the
+:class:`~chromasync.supervisor.Supervisor` restarts a worker or poller that
+stopped, and gives up on one that keeps stopping.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chromasync.provision import queue_names, queues_empty
+from chromasync.components import Component, PollerComponent, WorkerComponent
+from chromasync.provision import queues_empty
+from chromasync.supervisor import RestartPolicy, Supervisor
 from chromasync.workers import WorkerProcess
 from producers.checkpoints import checkpoint_store_from_env
-from producers.config import Settings
+from producers.config import ConfigError, Settings
 from producers.pipeline import StreamProcessor
 from producers.poller import StartPosition, StreamPoller
 from producers.publishing import Publisher
-from producers.resources import queue_url
-from tasks.metrics import ShardMetrics
+from producers.quarantine import Quarantine
+from tasks.config import WorkerSettings
+from tasks.metrics import ShardMetrics, component_restarted
+from tasks.preflight import (
+    PROBE_KEY,
+    Probe,
+    aws_client,
+    check_settings,
+    queue_probes,
+    run_probes,
+    worker_probes,
+)
 
-log = logging.getLogger(__name__)
+#: Seconds the workers have to log that they consume, from the start of ``run``.
+READY_TIMEOUT = 120.0
+#: Seconds between two looks at the components while waiting for them to be ready.
+READY_POLL = 0.2
+
+
+class NotReady(RuntimeError):
+    """A component neither became ready nor stopped in :data:`READY_TIMEOUT` seconds."""
+
+
+def check_pipeline(env: Mapping[str, str]) -> WorkerSettings:
+    """Every setting ``run`` and its workers read, every service they use reached.
+
+    Raises :class:`ConfigError` (exit 2), or
+    :class:`~producers.resources.DeploymentError` or
+    :class:`~tasks.preflight.ServiceUnreachable` (exit 3) naming the first problem.
+    The stream itself is checked when the poller is built (:meth:`RunningPipeline.__enter__`).
+    """
+    settings = check_settings(env)
+    shared = settings.shared
+    checkpoints = checkpoint_store_from_env(env, shared.aws)
+    sqs, dynamodb = aws_client(settings, "sqs"), aws_client(settings, "dynamodb")
+    try:
+        probes = worker_probes(settings, shared.collections, sqs, dynamodb)
+        probes += queue_probes(sqs, [Quarantine(shared).queue_name])
+        probes.append(
+            Probe(
+                "the checkpoint store (CHROMASYNC_CHECKPOINT_URL)",
+                lambda: checkpoints.get(PROBE_KEY, PROBE_KEY),
+            )
+        )
+        run_probes(probes)
+    finally:
+        sqs.close()
+        dynamodb.close()
+    return settings
 
 
 @dataclass
@@ -33,66 +87,101 @@ class RunningPipeline:
     env: Mapping[str, str]
     log_dir: Path
     start: StartPosition = "TRIM_HORIZON"
-    workers: list[WorkerProcess] = field(default_factory=list)
-    poller: StreamPoller | None = None
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    policy: RestartPolicy = field(default_factory=RestartPolicy)
+    supervisor: Supervisor | None = None
+    _poller: PollerComponent | None = None
+    _workers: list[WorkerComponent] = field(default_factory=list)
 
     def __enter__(self) -> RunningPipeline:
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.check_queues()
-        for collection in self.settings.collections:
-            self.workers.append(
-                WorkerProcess.start(
-                    collection,
-                    self.settings.queue_for(collection),
-                    self.env,
-                    self.log_dir / f"worker-{collection}.log",
-                )
+        check_pipeline(self.env)
+        try:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"the log directory {str(self.log_dir)!r} cannot be created: {exc.strerror}"
+            ) from exc
+        self._poller = PollerComponent(self._build_poller)
+        self._workers = [
+            WorkerComponent(
+                collection,
+                self.settings.queue_for(collection),
+                self.env,
+                self.log_dir / f"worker-{collection}.log",
             )
+            for collection in self.settings.collections
+        ]
+        components: list[Component] = [self._poller, *self._workers]
+        self.supervisor = Supervisor(components, self.policy, on_restart=component_restarted)
+        try:
+            # The poller first: building it checks the stream before any process starts.
+            for component in components:
+                component.start()
+        except BaseException:
+            self.supervisor.stop()
+            raise
+        return self
+
+    def _build_poller(self) -> StreamPoller:
         processor = StreamProcessor(self.settings, Publisher(self.settings))
-        self.poller = StreamPoller(
+        return StreamPoller(
             self.settings,
             processor,
             checkpoint_store_from_env(self.env, self.settings.aws),
             start=self.start,
             on_shard=ShardMetrics.from_env(self.env),
         )
-        self._thread = threading.Thread(
-            target=self.poller.run, args=(self._stop,), name="stream-poller", daemon=True
-        )
-        self._thread.start()
-        return self
 
-    def check_queues(self) -> None:
-        """Raise MissingResource for the first queue that was not provisioned."""
-        import boto3
+    @property
+    def workers(self) -> list[WorkerProcess]:
+        """The worker processes running now (a restart replaces one)."""
+        return [w.process for w in self._workers if w.process is not None]
 
-        sqs = boto3.client("sqs", **self.settings.aws.client_kwargs())
-        try:
-            for name, _collection, _kind in queue_names(self.settings):
-                queue_url(sqs, name)
-        finally:
-            sqs.close()
+    @property
+    def poller(self) -> StreamPoller | None:
+        """The stream poller running now (a restart replaces it)."""
+        return self._poller.poller if self._poller is not None else None
+
+    def supervise(self) -> None:
+        """Restart what stopped; raises :class:`~chromasync.supervisor.GaveUp`."""
+        assert self.supervisor is not None
+        self.supervisor.check()
 
     def workers_ready(self) -> bool:
         """True once every worker has logged that it is ready to consume."""
-        return all(w.ready() for w in self.workers)
+        self.supervise()
+        assert self.supervisor is not None
+        return self.supervisor.ready()
+
+    def wait_ready(
+        self, stop: threading.Event | None = None, timeout: float = READY_TIMEOUT
+    ) -> bool:
+        """Supervise until every component is ready (True) or ``stop`` is set (False).
+
+        Raises :class:`NotReady` after ``timeout`` seconds, and
+        :class:`~chromasync.supervisor.GaveUp` for a component that keeps stopping.
+        """
+        stop = stop or threading.Event()
+        deadline = time.monotonic() + timeout
+        while not self.workers_ready():
+            if time.monotonic() >= deadline:
+                assert self.supervisor is not None
+                waiting = [c.name for c in self.supervisor.components if not c.ready()]
+                raise NotReady(
+                    f"{', '.join(waiting) or 'a component'} not ready after {timeout:g}s; "
+                    f"see the logs in {self.log_dir}"
+                )
+            if stop.wait(READY_POLL):
+                return False
+        return True
 
     def idle(self) -> bool:
         """True when the poller is caught up and no main queue holds a message."""
-        self.check_workers()
-        if self.poller is None or self.poller.stats.rounds == 0 or self.poller.busy:
+        self.supervise()
+        poller = self.poller
+        if poller is None or poller.stats.rounds == 0 or poller.busy:
             return False
         return queues_empty(self.settings)
 
-    def check_workers(self) -> None:
-        for worker in self.workers:
-            worker.check_alive()
-
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
-        for worker in self.workers:
-            worker.stop()
+        if self.supervisor is not None:
+            self.supervisor.stop()

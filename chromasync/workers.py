@@ -39,11 +39,37 @@ def worker_command(queue: str, name: str, loglevel: str = "INFO") -> list[str]:
     ]
 
 
+#: Prefix of a worker's command when it must not outlive the process that started it
+#: (``chromasync run``). It asks Linux to send it SIGTERM, Celery's warm shutdown, when
+#: its parent dies, even by SIGKILL (``PR_SET_PDEATHSIG``, which an exec keeps), gives up
+#: if the parent is already gone, then becomes the worker. Run in the child itself, not
+#: as a ``preexec_fn``, which is unsafe in a process with threads (the poller's).
+#: The signal comes when the *thread* that started the child ends: start workers from
+#: the thread that outlives them (``run``'s main thread).
+DIE_WITH_PARENT = (
+    "import ctypes, os, signal, sys\n"
+    "ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG\n"
+    "if os.getppid() != int(sys.argv[1]):\n"
+    "    sys.exit('chromasync: the process that started this worker is gone')\n"
+    "os.execv(sys.argv[2], sys.argv[2:])\n"
+)
+
+
+def die_with_parent(command: list[str]) -> list[str]:
+    """``command``, run so that it gets SIGTERM when this process dies (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        return command
+    return [sys.executable, "-c", DIE_WITH_PARENT, str(os.getpid()), *command]
+
+
 @dataclass
 class WorkerProcess:
     collection: str
     process: subprocess.Popen[bytes]
     log_path: Path | None
+    #: Size of the log when this process started: a log appended to by earlier runs (a
+    #: restart) holds their " ready." lines too, so readiness is read after this offset.
+    log_offset: int = 0
 
     @classmethod
     def start(
@@ -53,20 +79,35 @@ class WorkerProcess:
         env: Mapping[str, str],
         log_path: Path | None = None,
         cwd: Path | None = None,
+        *,
+        with_parent: bool = False,
     ) -> WorkerProcess:
+        """Start a worker; ``with_parent``: it gets SIGTERM if this process dies."""
+        command = worker_command(queue, collection)
+        if with_parent:
+            command = die_with_parent(command)
+        offset = log_path.stat().st_size if log_path and log_path.exists() else 0
         out = open(log_path, "ab") if log_path else None  # noqa: SIM115
-        process = subprocess.Popen(
-            worker_command(queue, collection),
-            env=dict(env),
-            stdout=out or subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-            cwd=str(cwd) if cwd else None,
-            # Own process group, so kill() reaches the pool child and nothing else.
-            start_new_session=True,
-        )
-        if out:
-            out.close()
-        return cls(collection, process, log_path)
+        try:
+            process = subprocess.Popen(
+                command,
+                env=dict(env),
+                stdout=out or subprocess.DEVNULL,
+                stderr=subprocess.STDOUT,
+                cwd=str(cwd) if cwd else None,
+                # Own process group, so kill() reaches the pool child and nothing else,
+                # and a Ctrl-C meant for `chromasync run` reaches the worker only as the
+                # warm shutdown run sends it.
+                start_new_session=True,
+            )
+        finally:
+            if out:
+                out.close()
+        return cls(collection, process, log_path, offset)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -74,35 +115,51 @@ class WorkerProcess:
     def check_alive(self) -> None:
         """Raise, with the end of its log, when the worker has exited."""
         if not self.alive():
-            raise RuntimeError(
-                f"worker for {self.collection} exited with {self.process.returncode}; "
-                f"last lines of {self.log_path}:\n{self.log_tail()}"
-            )
+            raise RuntimeError(self.exit_report())
+
+    def exit_report(self) -> str:
+        """How the worker ended and the last lines of its log."""
+        return (
+            f"worker for {self.collection} exited with {self.process.returncode}; "
+            f"last lines of {self.log_path}:\n{self.log_tail()}"
+        )
 
     def ready(self) -> bool:
-        """True once Celery logged that the worker consumes; raises if it exited instead."""
+        """True once Celery logged that this process consumes; raises if it exited instead."""
         self.check_alive()
-        return " ready." in self.log_tail(200)
+        return " ready." in self.log_since_start()
 
-    def stop(self, timeout: float = 20.0) -> int:
-        """Warm shutdown (SIGTERM: finish the current task), then SIGKILL."""
+    def request_stop(self) -> None:
+        """Ask for a warm shutdown (SIGTERM: finish the current task), without waiting."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+
+    def stop(self, timeout: float = 20.0) -> int:
+        """Warm shutdown (SIGTERM: finish the current task), then SIGKILL the whole group."""
+        self.request_stop()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
         return int(self.process.returncode or 0)
 
     def kill(self) -> None:
         """SIGKILL the whole worker (main process and its pool child)."""
         if self.process.poll() is None:
+            # Not reaped yet, so its pid (the group's id) cannot have been reused.
             try:
-                os.killpg(os.getpgid(self.process.pid), signal.SIGKILL)
+                os.killpg(self.process.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 self.process.kill()
             self.process.wait()
+
+    def log_since_start(self) -> str:
+        """What this process wrote to its log (not earlier runs appending to the same file)."""
+        if not self.log_path or not self.log_path.exists():
+            return ""
+        with self.log_path.open("rb") as log:
+            log.seek(self.log_offset)
+            return log.read().decode(errors="replace")
 
     def log_tail(self, lines: int = 40) -> str:
         if not self.log_path or not self.log_path.exists():

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_init, worker_process_init
 
 from chromasync.logs import install_worker_logging
 
@@ -17,11 +18,64 @@ install_worker_logging()
 log = logging.getLogger(__name__)
 
 
+def consumed_collections(worker: Any, collections: tuple[str, ...]) -> list[str]:
+    """The collections whose queues a starting worker consumes (``-Q``); all if unknown."""
+    try:
+        queues = list(worker.app.amqp.queues.consume_from)
+    except AttributeError:
+        return list(collections)
+    names = {str(q).removesuffix(".fifo") for q in queues}
+    return [c for c in collections if c in names] or list(collections)
+
+
+@worker_init.connect
+def _preflight(sender: Any = None, **_: Any) -> None:
+    """Refuse to start, with one line and exit status 2 or 3, unless every setting is right
+    and every service answers (:mod:`tasks.preflight`).
+
+    In the main process, before the pool forks and the consumer starts: a worker that
+    starts has been able to reach what its tasks need. Connected before any other
+    ``worker_init`` receiver (the restore on start), so it runs first.
+    """
+    from producers.config import Settings
+    from tasks.preflight import check_worker, exit_status
+
+    try:
+        collections = consumed_collections(sender, Settings.from_env().collections)
+        check_worker(collections)
+    except Exception as exc:
+        # Celery sets up its log handlers after worker_init: the line goes to stderr.
+        print(_refusal(exc), file=sys.stderr, flush=True)
+        # SystemExit passes through Celery's signal dispatch (it catches Exception only).
+        raise SystemExit(exit_status(exc)) from exc
+
+
+def _refusal(exc: BaseException) -> str:
+    """The one line saying why the worker does not start, in CHROMASYNC_LOG_FORMAT."""
+    from chromasync.logs import log_format, make_formatter
+
+    try:
+        fmt = log_format()
+    except ValueError:  # the format itself is the wrong setting
+        fmt = "text"
+    record = log.makeRecord(
+        log.name,
+        logging.CRITICAL,
+        __file__,
+        0,
+        "chromasync worker cannot start: %s: %s",
+        (type(exc).__name__, exc),
+        None,
+    )
+    return make_formatter(fmt).format(record)
+
+
 @worker_process_init.connect
 def _warm_runtime(**_: Any) -> None:
     """Build the runtime (imports chromadb, connects clients) before the first task.
 
-    A failure here is only logged: the first task meets the same error, logs it
+    The services were reached at start (:func:`_preflight`); a failure here (one
+    went away since) is only logged: the first task meets the same error, logs it
     and leaves its message unacknowledged, so SQS delivers it again after the
     visibility timeout (and the queue's RedrivePolicy dead-letters it if the
     error persists).

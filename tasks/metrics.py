@@ -1,4 +1,4 @@
-"""Metrics of the worker and the stream poller, aggregated in Redis for ``chromasync exporter``.
+"""Metrics of the worker, the stream poller and ``chromasync run``, kept in Redis for the exporter.
 
 Why Redis and not a prometheus_client registry in the worker: a worker is a
 prefork pool (the task runs in a child process, which Celery may replace at
@@ -172,6 +172,13 @@ RECORDS_READ = MetricDef(
     (),
     "Stream records read by the poller (all shards).",
 )
+RESTARTS = MetricDef(
+    "chromasync_restarts",
+    "counter",
+    ("component",),
+    "Restarts by `chromasync run` of a component that had stopped: `worker:COLLECTION` "
+    "(a celery worker process) or `poller` (the stream poller thread).",
+)
 
 #: Every metric kept in Redis, in the order the exporter shows them.
 METRICS: tuple[MetricDef, ...] = (
@@ -186,6 +193,7 @@ METRICS: tuple[MetricDef, ...] = (
     BATCH_APPLY,
     LAG,
     RECORDS_READ,
+    RESTARTS,
 )
 
 
@@ -578,6 +586,18 @@ def _applied(writes: Writes, batch: ChangeBatch, outcome: BatchOutcome, seconds:
 def batch_applied(batch: ChangeBatch, outcome: BatchOutcome, seconds: float) -> None:
     """Count applied changes and observe lock wait/hold, batch time and end-to-end lag."""
     _guarded("batch_applied", _applied, batch, outcome, seconds)
+
+
+# -- chromasync run's supervisor (chromasync.supervisor) -----------------------------------
+
+
+def _restarted(writes: Writes, component: str) -> None:
+    writes.inc(RESTARTS, (component,))
+
+
+def component_restarted(component: str) -> None:
+    """Count one restart of a worker or the poller by ``chromasync run``."""
+    _guarded("component_restarted", _restarted, component)
 
 
 # -- the stream poller's hook (producers.poller.StreamPoller.on_shard) ----------------------

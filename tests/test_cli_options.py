@@ -21,6 +21,8 @@ import pytest
         (["exporter", "--port", "0"], "--port: must be 1..65535, got 0"),
         (["flower", "--port", "99999"], "--port: must be 1..65535, got 99999"),
         (["flower", "--no-auth", "--port", "-1"], "--port: must be 1..65535, got -1"),
+        (["run", "--max-restarts", "-1"], "--max-restarts: must be at least 0, got -1"),
+        (["run", "--restart-window", "0"], "--restart-window: must be at least 1, got 0"),
     ],
 )
 def test_a_whole_number_option_out_of_range_is_a_usage_error(args: list[str], message: str) -> None:

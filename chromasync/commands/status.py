@@ -296,7 +296,7 @@ def _last_applied(screen: Screen, settings: WorkerSettings, where: str, now: flo
 
 
 def _metrics(screen: Screen, settings: Settings, now: float) -> None:
-    from tasks.metrics import APPLIED, DEAD_LETTERED, FAILED, METRICS_URL_ENV, RECEIVED
+    from tasks.metrics import APPLIED, DEAD_LETTERED, FAILED, METRICS_URL_ENV, RECEIVED, RESTARTS
 
     store = probe(METRICS_URL_ENV, metrics_store)
     if isinstance(store, Unreachable):
@@ -320,6 +320,12 @@ def _metrics(screen: Screen, settings: Settings, now: float) -> None:
         [c, *(int(snapshot.total(m, collection=c)) for m in counters)] for c in settings.collections
     ]
     screen.add(*table(["collection", "received", "applied", "failed", "dead-lettered"], rows))
+    restarts = sorted(snapshot.counters.get(RESTARTS.name, {}).items())
+    if restarts:
+        screen.add("", "restarts by chromasync run")
+        screen.add(*table(["component", "restarts"], [[c, int(n)] for (c,), n in restarts]))
+    else:
+        screen.add("", "restarts by chromasync run: none")
     screen.add("", "stream poller")
     if not snapshot.shards:
         screen.add("  no shard read yet (is chromasync poll running with metrics?)")
