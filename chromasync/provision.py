@@ -247,42 +247,43 @@ def queue_names(settings: Settings) -> list[tuple[str, str | None, str]]:
     return names
 
 
-def queue_depths(settings: Settings, client: Any | None = None) -> list[QueueDepth]:
-    """Depth of every queue from its SQS attributes; a queue not created yet says so."""
+def queue_depth(
+    sqs: Any, name: str, collection: str | None = None, kind: str = "queue"
+) -> QueueDepth:
+    """One queue's message counts from its SQS attributes; a queue not created yet says so."""
     from botocore.exceptions import ClientError
 
     from producers.resources import MISSING_QUEUE_CODES, error_code
 
+    try:
+        url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        attrs = sqs.get_queue_attributes(
+            QueueUrl=url,
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed",
+            ],
+        )["Attributes"]
+    except ClientError as exc:
+        if error_code(exc) in MISSING_QUEUE_CODES:
+            return QueueDepth(name, collection, kind, exists=False)
+        raise
+    return QueueDepth(
+        name,
+        collection,
+        kind,
+        exists=True,
+        visible=int(attrs.get("ApproximateNumberOfMessages", 0)),
+        in_flight=int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0)),
+        delayed=int(attrs.get("ApproximateNumberOfMessagesDelayed", 0)),
+    )
+
+
+def queue_depths(settings: Settings, client: Any | None = None) -> list[QueueDepth]:
+    """Depth of every queue from its SQS attributes; a queue not created yet says so."""
     sqs = _sqs(settings, client)
-    depths = []
-    for name, collection, kind in queue_names(settings):
-        try:
-            url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
-            attrs = sqs.get_queue_attributes(
-                QueueUrl=url,
-                AttributeNames=[
-                    "ApproximateNumberOfMessages",
-                    "ApproximateNumberOfMessagesNotVisible",
-                    "ApproximateNumberOfMessagesDelayed",
-                ],
-            )["Attributes"]
-        except ClientError as exc:
-            if error_code(exc) in MISSING_QUEUE_CODES:
-                depths.append(QueueDepth(name, collection, kind, exists=False))
-                continue
-            raise
-        depths.append(
-            QueueDepth(
-                name,
-                collection,
-                kind,
-                exists=True,
-                visible=int(attrs.get("ApproximateNumberOfMessages", 0)),
-                in_flight=int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0)),
-                delayed=int(attrs.get("ApproximateNumberOfMessagesDelayed", 0)),
-            )
-        )
-    return depths
+    return [queue_depth(sqs, *named) for named in queue_names(settings)]
 
 
 def queues_empty(

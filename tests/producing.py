@@ -152,3 +152,21 @@ class Queues:
         except self.sqs.exceptions.QueueDoesNotExist:
             return []
         return [json.loads(m["Body"]) for m in self._drain(name)]
+
+
+def stream_pages(streams: Any, stream_arn: str) -> list[list[dict[str, Any]]]:
+    """Every record of a stream from its start, page by page as GetRecords returns them,
+    read directly with a DynamoDB Streams client (not through our code)."""
+    pages = []
+    shards = streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]
+    for shard in shards:
+        iterator = streams.get_shard_iterator(
+            StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        while iterator:
+            page = streams.get_records(ShardIterator=iterator, Limit=1000)
+            if not page["Records"]:
+                break
+            pages.append(page["Records"])
+            iterator = page.get("NextShardIterator")
+    return pages

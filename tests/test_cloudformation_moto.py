@@ -65,6 +65,7 @@ from tests.cloudformation import (
     producer_zip,
     substitute,
 )
+from tests.producing import stream_pages
 from tests.servers import redis_url
 
 pytestmark = pytest.mark.slow
@@ -477,20 +478,7 @@ def worker_env(deployment: Deployment, chroma_dir: Path) -> dict[str, str]:
 
 def stream_records(deployment: Deployment, stream_arn: str) -> list[list[dict[str, Any]]]:
     """Every record of the stream, page by page, as GetRecords returns them."""
-    streams = deployment.client("dynamodbstreams")
-    pages = []
-    shards = streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]
-    for shard in shards:
-        iterator = streams.get_shard_iterator(
-            StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        while iterator:
-            page = streams.get_records(ShardIterator=iterator, Limit=1000)
-            if not page["Records"]:
-                break
-            pages.append(page["Records"])
-            iterator = page.get("NextShardIterator")
-    return pages
+    return stream_pages(deployment.client("dynamodbstreams"), stream_arn)
 
 
 def _epoch(value: Any) -> float:

@@ -44,6 +44,7 @@ import boto3
 import pytest
 
 from chromasync.local import MotoServer, wait_for
+from chromasync.provision import queue_depth
 from chromasync.seed import (
     delta_tarball,
     demo_receipts,
@@ -114,22 +115,9 @@ def receive_all(d: Deployment, queue: str) -> list[dict[str, Any]]:
 
 
 def queue_counts(d: Deployment, queue: str) -> tuple[int, int, int]:
-    """(visible, in flight, delayed) of a queue, as SQS says."""
-    sqs = d.client("sqs", d.admin)
-    url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
-    attrs = sqs.get_queue_attributes(
-        QueueUrl=url,
-        AttributeNames=[
-            "ApproximateNumberOfMessages",
-            "ApproximateNumberOfMessagesNotVisible",
-            "ApproximateNumberOfMessagesDelayed",
-        ],
-    )["Attributes"]
-    return (
-        int(attrs["ApproximateNumberOfMessages"]),
-        int(attrs["ApproximateNumberOfMessagesNotVisible"]),
-        int(attrs["ApproximateNumberOfMessagesDelayed"]),
-    )
+    """(visible, in flight, delayed) of a queue, as SQS says (admin)."""
+    depth = queue_depth(d.client("sqs", d.admin), queue)
+    return depth.visible, depth.in_flight, depth.delayed
 
 
 def table(d: Deployment) -> Any:

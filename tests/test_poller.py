@@ -15,7 +15,7 @@ from chromasync.provision import SOURCE_TABLE_SCHEMA, provision
 from producers.checkpoints import CHECKPOINT_TABLE_SCHEMA
 from producers.config import Settings
 from producers.entities import image_pk, line_sk
-from tests.producing import IMAGE, Queues
+from tests.producing import IMAGE, Queues, stream_pages
 
 #: Records in the backlog: many pages of ``--batch-size`` records.
 BACKLOG = 1000
@@ -35,19 +35,8 @@ def poll(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
 def stream_sequence_numbers(settings: Settings, stream_arn: str) -> list[int]:
     """Every record of the table's stream, read directly (not through our code)."""
     streams = boto3.client("dynamodbstreams", **settings.aws.client_kwargs())
-    seqs: list[int] = []
-    shards = streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]
-    for shard in shards:
-        iterator = streams.get_shard_iterator(
-            StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        while iterator:
-            page = streams.get_records(ShardIterator=iterator, Limit=1000)
-            seqs += [int(r["dynamodb"]["SequenceNumber"]) for r in page["Records"]]
-            if not page["Records"]:
-                break
-            iterator = page.get("NextShardIterator")
-    return seqs
+    pages = stream_pages(streams, stream_arn)
+    return [int(r["dynamodb"]["SequenceNumber"]) for page in pages for r in page]
 
 
 def checkpoints(settings: Settings, table: str) -> list[int]:

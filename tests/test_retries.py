@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from chromasync.local import wait_for
+from chromasync.provision import queue_depth
 from chromasync.seed import demo_receipts
 from producers.config import ConfigError
 from producers.entities import word_embedding_id
@@ -66,20 +67,8 @@ def test_the_defaults_and_a_short_consistent_timeout_are_accepted() -> None:
 
 
 def _counts(stack: Stack, queue: str) -> tuple[int, int, int]:
-    url = stack.sqs.get_queue_url(QueueName=queue)["QueueUrl"]
-    attrs = stack.sqs.get_queue_attributes(
-        QueueUrl=url,
-        AttributeNames=[
-            "ApproximateNumberOfMessages",
-            "ApproximateNumberOfMessagesNotVisible",
-            "ApproximateNumberOfMessagesDelayed",
-        ],
-    )["Attributes"]
-    return (
-        int(attrs["ApproximateNumberOfMessages"]),
-        int(attrs["ApproximateNumberOfMessagesNotVisible"]),
-        int(attrs["ApproximateNumberOfMessagesDelayed"]),
-    )
+    depth = queue_depth(stack.sqs, queue)
+    return depth.visible, depth.in_flight, depth.delayed
 
 
 def test_a_change_waiting_past_the_visibility_timeout_ends_as_one_dead_letter(
