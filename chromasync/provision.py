@@ -191,6 +191,7 @@ def provision(
     from producers.checkpoints import CHECKPOINT_TABLE_SCHEMA, checkpoint_table
     from tasks.config import WorkerSettings
     from tasks.locks import lock_table
+    from tasks.locks.backends.dynamodb import LOCK_TABLE_SCHEMA
 
     worker = WorkerSettings.from_env(env)
     settings = worker.shared
@@ -206,7 +207,8 @@ def provision(
         done.append(Provisioned("DynamoDB table", checkpoints, str(arn)))
     locks = lock_table(worker.lock_url)
     if locks is not None:
-        done.append(Provisioned("DynamoDB table", locks, ensure_lock_table(settings.aws, locks)))
+        arn = ensure_dynamodb_table(dynamodb, locks, LOCK_TABLE_SCHEMA)["TableArn"]
+        done.append(Provisioned("DynamoDB table", locks, str(arn)))
     if snapshot_bucket:
         ensure_bucket(settings, worker.snapshot_bucket)
         done.append(

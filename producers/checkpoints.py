@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 from producers.config import AwsSettings, ConfigError, env_url
-from producers.resources import missing_table
+from producers.resources import naming_missing_table
 
 #: Where checkpoints live unless ``CHROMASYNC_CHECKPOINT_URL`` says otherwise.
 DEFAULT_CHECKPOINT_URL = "dynamodb://chromasync-checkpoints"
@@ -60,15 +60,8 @@ class DynamoDBCheckpointStore(CheckpointStore):
 
     def _call(self, call: Callable[[], _T]) -> _T:
         """One request; a missing table becomes MissingResource naming it."""
-        from botocore.exceptions import ClientError
-
-        try:
+        with naming_missing_table(self.client, self.table):
             return call()
-        except ClientError as exc:
-            missing = missing_table(exc, self.client, self.table)
-            if missing is not None:
-                raise missing from exc
-            raise
 
     @staticmethod
     def _key(stream_arn: str, shard_id: str) -> dict[str, Any]:

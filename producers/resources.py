@@ -15,6 +15,8 @@ helps either, so neither is retried.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 #: What to do about a missing resource, appended to every :class:`MissingResource`.
@@ -104,8 +106,15 @@ def queue_url(sqs: Any, name: str) -> str:
         raise
 
 
-def missing_table(exc: BaseException, dynamodb: Any, table: str) -> MissingResource | None:
-    """The :class:`MissingResource` a DynamoDB error means, or None if it means something else."""
-    if error_code(exc) == MISSING_TABLE_CODE:
-        return MissingResource("DynamoDB table", table, endpoint_of(dynamodb))
-    return None
+@contextlib.contextmanager
+def naming_missing_table(dynamodb: Any, table: str) -> Iterator[None]:
+    """Inside it, DynamoDB's answer for a missing table becomes :class:`MissingResource`
+    naming ``table``; every other error passes through as it is."""
+    from botocore.exceptions import ClientError
+
+    try:
+        yield
+    except ClientError as exc:
+        if error_code(exc) == MISSING_TABLE_CODE:
+            raise MissingResource("DynamoDB table", table, endpoint_of(dynamodb)) from exc
+        raise

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import sys
 
-from producers.resources import MISSING_QUEUE_CODES, DeploymentError, is_unreachable
+from producers.resources import DeploymentError, is_unreachable
 from producers.resources import error_code as aws_error_code
 from tasks.chroma.target import ChromaUnavailable
 from tasks.lease import LeaseLost, LockBusy
 from tasks.locks.backend import LockBackendError
 
 __all__ = [
-    "MISSING_QUEUE_CODES",
     "RETRY_HTTP_STATUSES",
     "THROTTLING_CODES",
     "DeltaNotReady",

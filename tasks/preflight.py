@@ -36,7 +36,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from producers.config import ConfigError
-from producers.resources import DeploymentError, missing_table, not_permitted, queue_url
+from producers.resources import DeploymentError, naming_missing_table, not_permitted, queue_url
 from tasks.config import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -123,16 +123,9 @@ def queue_probes(sqs: Any, names: Sequence[str]) -> list[Probe]:
 
 
 def _source_table(settings: WorkerSettings, dynamodb: Any) -> None:
-    from botocore.exceptions import ClientError
-
     table = settings.shared.table
-    try:
+    with naming_missing_table(dynamodb, table):
         dynamodb.get_item(TableName=table, Key={"PK": {"S": PROBE_KEY}, "SK": {"S": PROBE_KEY}})
-    except ClientError as exc:
-        missing = missing_table(exc, dynamodb, table)
-        if missing is not None:
-            raise missing from exc
-        raise
 
 
 def _lock_store(settings: WorkerSettings, dynamodb: Any) -> None:
@@ -156,22 +149,19 @@ def _lock_store(settings: WorkerSettings, dynamodb: Any) -> None:
             client.close()
         return
     try:
-        dynamodb.update_item(
-            TableName=table,
-            Key={KEY_ATTRIBUTE: {"S": PROBE_KEY}},
-            UpdateExpression="SET #probe = :probe",
-            # Never true: the table answers (or says it is missing) and nothing is written.
-            ConditionExpression="attribute_exists(#probe) AND attribute_not_exists(#probe)",
-            ExpressionAttributeNames={"#probe": "probe"},
-            ExpressionAttributeValues={":probe": {"BOOL": True}},
-        )
+        with naming_missing_table(dynamodb, table):
+            dynamodb.update_item(
+                TableName=table,
+                Key={KEY_ATTRIBUTE: {"S": PROBE_KEY}},
+                UpdateExpression="SET #probe = :probe",
+                # Never true: the table answers (or says it is missing), nothing is written.
+                ConditionExpression="attribute_exists(#probe) AND attribute_not_exists(#probe)",
+                ExpressionAttributeNames={"#probe": "probe"},
+                ExpressionAttributeValues={":probe": {"BOOL": True}},
+            )
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-            return
-        missing = missing_table(exc, dynamodb, table)
-        if missing is not None:
-            raise missing from exc
-        raise
+        if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            raise
 
 
 def _chroma_server(url: str) -> None:

@@ -41,7 +41,7 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from producers.config import AwsSettings
-from producers.resources import missing_table
+from producers.resources import naming_missing_table
 from tasks.locks.backend import Lease, LockBackend, LockBackendError, LockInfo
 
 #: Partition key (type S) of the lock table: the lock's name.
@@ -116,7 +116,8 @@ class DynamoDBLockBackend(LockBackend):
         """Run one DynamoDB request, turning transport and throttling failures into
         LockBackendError; other errors (including failed conditions) pass through."""
         try:
-            return call()
+            with naming_missing_table(self._client, self.table):
+                return call()
         except _UNREACHABLE as exc:
             raise LockBackendError(f"{self.where} is unreachable during {what}: {exc}") from exc
         except ClientError as exc:
@@ -125,9 +126,6 @@ class DynamoDBLockBackend(LockBackend):
                 raise LockBackendError(
                     f"{self.where} is overloaded or failing ({code}) during {what}; retry later"
                 ) from exc
-            missing = missing_table(exc, self._client, self.table)
-            if missing is not None:
-                raise missing from exc
             raise
 
     def _update(self, what: str, **request: Any) -> dict[str, Any] | None:
