@@ -70,12 +70,14 @@ def without(document: dict[str, Any], sid: str, action: str) -> dict[str, Any]:
 
 def admin_keys(server: MotoServer) -> dict[str, str]:
     """Create the harness's admin user (before enforcement is on) and return its keys."""
-    return _user_keys(server.url, {}, "chromasync-test-admin", ADMIN_POLICY)
+    return create_user_keys(server.url, {}, "chromasync-test-admin", ADMIN_POLICY)
 
 
-def _user_keys(
+def create_user_keys(
     endpoint: str, creator: dict[str, str], name: str, document: dict[str, Any]
 ) -> dict[str, str]:
+    """An IAM user holding exactly ``document`` (inline), made with ``creator``'s keys (moto's
+    default ones while enforcement is off); its keys as environment variables."""
     iam = boto3.client(
         "iam",
         endpoint_url=endpoint,
@@ -171,7 +173,7 @@ class Deployment:
     def credentials(self, document: dict[str, Any]) -> dict[str, str]:
         """Keys of a new IAM user holding exactly ``document`` (placeholders filled here)."""
         name = f"role-{uuid.uuid4().hex[:12]}"
-        return _user_keys(self.server.url, self.admin, name, self.policy(document))
+        return create_user_keys(self.server.url, self.admin, name, self.policy(document))
 
     def role_env(self, credentials: dict[str, str]) -> dict[str, str]:
         """The environment of a process running as a role (nothing of the harness's)."""

@@ -13,7 +13,6 @@ for HEAD, which has no body; DeleteObjects answers 200 with an AccessDenied per 
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from chromasync.motoiam import (
     partition_key_values,
     resource_matches,
 )
+from tests.iam import create_user_keys
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -641,16 +641,11 @@ def _admin(server: MotoServer, service: str) -> Any:
 
 
 def _create_user(server: MotoServer, name: str, statements: list[dict[str, Any]]) -> dict[str, str]:
-    iam = _admin(server, "iam")
-    iam.create_user(UserName=name)
     document = {"Version": "2012-10-17", "Statement": statements}
-    iam.put_user_policy(
-        UserName=name, PolicyName=f"{name}-policy", PolicyDocument=json.dumps(document)
-    )
-    key = iam.create_access_key(UserName=name)["AccessKey"]
+    keys = create_user_keys(server.url, {}, name, document)
     return {
-        "aws_access_key_id": key["AccessKeyId"],
-        "aws_secret_access_key": key["SecretAccessKey"],
+        "aws_access_key_id": keys["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": keys["AWS_SECRET_ACCESS_KEY"],
     }
 
 
