@@ -19,13 +19,13 @@ log = logging.getLogger(__name__)
 
 
 def consumed_collections(worker: Any, collections: tuple[str, ...]) -> list[str]:
-    """The collections whose queues a starting worker consumes (``-Q``); all if unknown."""
+    """The collections whose queues a starting worker consumes (``-Q``); none if unknown."""
     try:
         queues = list(worker.app.amqp.queues.consume_from)
     except AttributeError:
-        return list(collections)
+        return []
     names = {str(q).removesuffix(".fifo") for q in queues}
-    return [c for c in collections if c in names] or list(collections)
+    return [c for c in collections if c in names]
 
 
 @worker_init.connect
@@ -41,8 +41,8 @@ def _preflight(sender: Any = None, **_: Any) -> None:
     from tasks.preflight import check_worker, exit_status
 
     try:
-        collections = consumed_collections(sender, Settings.from_env().collections)
-        check_worker(collections)
+        # None told (no -Q): check_worker checks every collection.
+        check_worker(consumed_collections(sender, Settings.from_env().collections))
     except Exception as exc:
         # Celery sets up its log handlers after worker_init: the line goes to stderr.
         print(_refusal(exc), file=sys.stderr, flush=True)

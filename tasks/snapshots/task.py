@@ -22,7 +22,7 @@ from typing import Any
 from celery.signals import worker_init
 
 from celeryconfig import SNAPSHOT_TASK_NAME
-from tasks.app import app
+from tasks.app import app, consumed_collections
 from tasks.config import WorkerSettings
 from tasks.runtime import UnknownCollection, get_runtime
 from tasks.snapshots.errors import SnapshotsUnsupported
@@ -78,23 +78,13 @@ def publish_snapshot(collection: str) -> dict[str, Any]:
     }
 
 
-def consumed_collections(worker: Any, settings: WorkerSettings) -> list[str]:
-    """The collections whose queues a starting worker consumes (``-Q``)."""
-    try:
-        queues = list(worker.app.amqp.queues.consume_from)
-    except AttributeError:
-        return []
-    names = {str(q).removesuffix(".fifo") for q in queues}
-    return [c for c in settings.shared.collections if c in names]
-
-
 @worker_init.connect
 def restore_before_consuming(sender: Any = None, **_: Any) -> None:
     """``CHROMASYNC_RESTORE_ON_START``: fill empty collection directories from snapshots."""
     settings = WorkerSettings.from_env()
     if not settings.restore_on_start:
         return
-    for collection in consumed_collections(sender, settings):
+    for collection in consumed_collections(sender, settings.shared.collections):
         try:
             restored = restore_if_empty(settings, collection)
         except Exception as exc:
