@@ -18,9 +18,9 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_init
 
-from celeryconfig import celery_settings
-from producers.decoding import decode_image
-from producers.entities import line_embedding_id, word_embedding_id
+from chromasync.core.attributes import decode_image
+from chromasync.core.celery_settings import celery_settings
+from chromasync.core.entities import line_embedding_id, word_embedding_id
 from tasks.audit import AuditLog
 from tasks.chroma.target import ChromaTarget, chroma_target_from_settings
 from tasks.config import WorkerSettings

@@ -13,10 +13,10 @@ from dataclasses import replace
 from typing import Any
 
 from benchmarks.baseline import APPLY_ONE_TASK
+from chromasync.core.config import Settings
+from chromasync.core.entities import CollectionRole
 from producers.changes import Detected, detect
-from producers.config import Settings
 from producers.decoding import decode_record
-from producers.entities import CollectionRole
 from producers.pipeline import ProcessReport, StreamProcessor, collection_for
 from producers.publishing import Published, Publisher
 

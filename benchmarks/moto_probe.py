@@ -13,8 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 from benchmarks.stack import BenchStack
+from chromasync.core.entities import image_pk, receipt_sk, word_sk
 from chromasync.seed import ReceiptSpec
-from producers.entities import image_pk, receipt_sk, word_sk
 
 
 def _ms(call: Callable[[], Any], repeat: int) -> float:

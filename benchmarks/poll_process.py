@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from chromasync.commands.common import stop_on_signals
+from chromasync.core.config import Settings
 from producers import poller as poller_module
 from producers.checkpoints import checkpoint_store_from_env
-from producers.config import Settings
 from producers.pipeline import StreamProcessor
 from producers.poller import StreamPoller
 from producers.publishing import Publisher

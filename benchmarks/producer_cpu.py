@@ -24,9 +24,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from chromasync.core.config import Settings
+from chromasync.core.contract import ChangeBatch, WireBatch, wire_change
 from producers.changes import Detected, detect
-from producers.config import Settings
-from producers.contract import ChangeBatch, WireBatch, wire_change
 from producers.decoding import decode_record
 from producers.packing import Routed, pack, sized
 from producers.pipeline import StreamProcessor, collection_for

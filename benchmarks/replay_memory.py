@@ -138,7 +138,7 @@ def child(mode: str, path: Path) -> dict[str, Any]:
     """One replay in this process; what it cost (run in a fresh child by :func:`measure`)."""
     import gc
 
-    from producers.config import Settings
+    from chromasync.core.config import Settings
     from producers.pipeline import StreamProcessor
     from producers.publishing import Publisher
     from producers.replay import Item, Replayer, ReplayInput, read_input
@@ -222,9 +222,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child(args.child[0], Path(args.child[1]))))
         return 0
 
+    from chromasync.core.config import Settings
     from chromasync.local import MotoServer
     from chromasync.provision import ensure_queues
-    from producers.config import Settings
 
     sizes = [float(s) for s in args.sizes.split(",")]
     modes = [m for m in args.modes.split(",") if m]

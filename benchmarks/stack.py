@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.workload import Expect, Role, TableOp, final_expectations
+from chromasync.core.config import Settings
 from chromasync.local import MotoServer, wait_for
 from chromasync.provision import provision
 from chromasync.seed import (
@@ -34,7 +35,6 @@ from chromasync.seed import (
 )
 from chromasync.workers import WorkerProcess, worker_command
 from producers.checkpoints import checkpoint_store_from_env
-from producers.config import Settings
 from producers.pipeline import ProcessReport, StreamProcessor
 from producers.poller import StreamPoller
 from producers.publishing import Publisher

@@ -17,8 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from chromasync.seed import ReceiptSpec, merchant_fields, text_item
-from producers.entities import (
+from chromasync.core.entities import (
     image_pk,
     line_embedding_id,
     line_sk,
@@ -26,6 +25,7 @@ from producers.entities import (
     word_embedding_id,
     word_sk,
 )
+from chromasync.seed import ReceiptSpec, merchant_fields, text_item
 
 Role = Literal["lines", "words"]
 OpKind = Literal["word_edit", "line_edit", "label", "merchant", "delete_word", "merge"]

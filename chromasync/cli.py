@@ -16,14 +16,14 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from chromasync.commands import COMMANDS
-from chromasync.commands.common import EXIT_CONFIG, EXIT_OUTPUT_CLOSED, EXIT_UNAVAILABLE
-from producers.config import ConfigError
-from producers.resources import DeploymentError, not_permitted
+from chromasync.core.config import ConfigError
+from chromasync.core.exits import EXIT_CONFIG, EXIT_OUTPUT_CLOSED, EXIT_UNAVAILABLE
+from chromasync.core.resources import DeploymentError, not_permitted
 
 
 def _setup_logging(verbose: bool) -> None:
-    """Logs on stderr in ``CHROMASYNC_LOG_FORMAT`` (text or json), see :mod:`chromasync.logs`."""
-    from chromasync.logs import setup_logging
+    """Logs on stderr in ``CHROMASYNC_LOG_FORMAT`` (text or json): :mod:`chromasync.core.logs`."""
+    from chromasync.core.logs import setup_logging
 
     setup_logging(verbose)
 
@@ -86,7 +86,7 @@ def _failed(args: argparse.Namespace, exc: Exception) -> int:
     try:
         from tasks.errors import is_transient
     except ImportError:  # a producer-only install: the worker's dependencies are absent
-        from producers.resources import is_unreachable as is_transient
+        from chromasync.core.resources import is_unreachable as is_transient
 
     denied = not_permitted(exc, f"a call of `chromasync {args.command}`")
     if denied is not None:

@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chromasync.core.config import Settings
+from chromasync.core.entities import MERCHANT_FIELDS, image_pk, receipt_sk
 from chromasync.local import MotoServer, redis_answers, wait_for
 from chromasync.provision import provision
 from chromasync.runner import RunningPipeline
 from chromasync.seed import ReceiptSpec, demo_receipts, merchant_fields, seed_chroma, seed_table
-from producers.config import Settings
-from producers.entities import MERCHANT_FIELDS, image_pk, receipt_sk
 from tasks.chroma.targets.embedded import EmbeddedChromaTarget
 
 #: Receipts seeded by the demo.

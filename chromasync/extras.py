@@ -18,7 +18,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from chromasync.commands.common import EXIT_CONFIG
+from chromasync.core.exits import EXIT_CONFIG
 
 #: Import names that show an extra is installed: one per distribution the extra adds
 #: to the base install (tests/test_extras.py keeps them in step with pyproject.toml).

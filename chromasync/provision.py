@@ -1,7 +1,7 @@
 """Creating what the pipeline needs in AWS (or moto): the only code that creates anything.
 
 Producer, poller, worker, lock and dead-letter code only look resources up
-(:mod:`producers.resources`); their roles may not create (``deploy/iam``).
+(:mod:`chromasync.core.resources`); their roles may not create (``deploy/iam``).
 ``chromasync provision`` runs :func:`provision`, which creates, for the
 settings in the environment:
 
@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from producers.config import AwsSettings, Settings
+from chromasync.core.config import AwsSettings, Settings
 
 #: Receives of one message before SQS moves it to the dead-letter queue.
 MAX_RECEIVE_COUNT = 10
@@ -155,14 +155,14 @@ def ensure_table(settings: Settings, client: Any | None = None) -> str:
 def ensure_bucket(settings: Settings, bucket: str, client: Any | None = None) -> None:
     """Create an S3 bucket in the settings' region unless this account already owns it.
 
-    A name another account owns is a :class:`~producers.config.ConfigError`
+    A name another account owns is a :class:`~chromasync.core.config.ConfigError`
     naming the variable to change (bucket names are global on AWS).
     """
     import boto3
     from botocore.exceptions import ClientError
 
-    from producers.config import ConfigError
-    from producers.resources import error_code
+    from chromasync.core.config import ConfigError
+    from chromasync.core.resources import error_code
 
     s3 = client or boto3.client("s3", **settings.aws.client_kwargs())
     request: dict[str, Any] = {"Bucket": bucket}
@@ -255,7 +255,7 @@ def queue_depth(
     """One queue's message counts from its SQS attributes; a queue not created yet says so."""
     from botocore.exceptions import ClientError
 
-    from producers.resources import MISSING_QUEUE_CODES, error_code
+    from chromasync.core.resources import MISSING_QUEUE_CODES, error_code
 
     try:
         url = sqs.get_queue_url(QueueName=name)["QueueUrl"]

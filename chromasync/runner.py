@@ -22,17 +22,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chromasync.components import Component, PollerComponent, WorkerComponent
+from chromasync.core.config import ConfigError, Settings
 from chromasync.provision import queues_empty
+from chromasync.shard_metrics import ShardMetrics
 from chromasync.supervisor import RestartPolicy, Supervisor
 from chromasync.workers import WorkerProcess
 from producers.checkpoints import checkpoint_store_from_env
-from producers.config import ConfigError, Settings
 from producers.pipeline import StreamProcessor
 from producers.poller import StartPosition, StreamPoller
 from producers.publishing import Publisher
 from producers.quarantine import Quarantine
 from tasks.config import WorkerSettings
-from tasks.metrics import ShardMetrics, component_restarted
+from tasks.metrics import component_restarted
 from tasks.preflight import (
     PROBE_KEY,
     Probe,
@@ -57,7 +58,7 @@ def check_pipeline(env: Mapping[str, str]) -> WorkerSettings:
     """Every setting ``run`` and its workers read, every service they use reached.
 
     Raises :class:`ConfigError` (exit 2), or
-    :class:`~producers.resources.DeploymentError` or
+    :class:`~chromasync.core.resources.DeploymentError` or
     :class:`~tasks.preflight.ServiceUnreachable` (exit 3) naming the first problem.
     The stream itself is checked when the poller is built (:meth:`RunningPipeline.__enter__`).
     """

@@ -5,8 +5,8 @@ Imports neither chromadb nor the worker code, so it deploys as a small Lambda zi
 ``producers.enqueue`` and ``producers.enqueue_records`` (from
 :mod:`producers.api`) and the exceptions they raise (:mod:`producers.errors`:
 ``EnqueueError`` and its subclasses) are resolved on first use:
-``celeryconfig`` and the worker import :mod:`producers.config` and
-:mod:`producers.contract`, and should not pay for the Celery producer app by
+``celeryconfig`` and the worker import :mod:`chromasync.core.config` and
+:mod:`chromasync.core.contract`, and should not pay for the Celery producer app by
 doing so.
 """
 

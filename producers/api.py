@@ -8,7 +8,7 @@
                         "keys": {"image_id": "abc", "receipt_id": 1, "line_id": 3},
                         "sequence_number": "0", "event_id": "billing-42"}])
 
-Each change is validated with the contract (:class:`producers.contract.Change`),
+Each change is validated with the contract (:class:`chromasync.core.contract.Change`),
 routed to the collections its entity affects (or to the one given), packed and
 published exactly as the stream's changes are, with the process's Publisher
 (built once from the environment, see :mod:`producers.defaults`).
@@ -25,10 +25,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from chromasync.core.config import ConfigError
+from chromasync.core.contract import Change, validation_reasons
+from chromasync.core.entities import SPECS_BY_TYPE
+from chromasync.core.resources import DeploymentError
 from producers import defaults
-from producers.config import ConfigError
-from producers.contract import Change, validation_reasons
-from producers.entities import SPECS_BY_TYPE
 from producers.errors import (
     ChangeTooLarge,
     EnqueueError,
@@ -41,7 +42,6 @@ from producers.errors import (
 from producers.packing import Routed, pack, sized
 from producers.pipeline import ProcessReport, collection_for
 from producers.publishing import Published, Publisher
-from producers.resources import DeploymentError
 
 __all__ = [
     "DEFAULT_PRODUCER",

@@ -1,6 +1,6 @@
 """Change detection: a decoded stream record becomes at most one :class:`Change`.
 
-The rules, per entity (see :mod:`producers.entities`):
+The rules, per entity (see :mod:`chromasync.core.entities`):
 
 * an entity with monitored fields yields a change on INSERT and REMOVE, and
   on MODIFY only when a monitored field differs by value (maps, lists and
@@ -30,10 +30,10 @@ from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
-from producers.config import Settings
-from producers.contract import WireChange, json_safe, validation_reasons, wire_change
+from chromasync.core.config import Settings
+from chromasync.core.contract import WireChange, json_safe, validation_reasons, wire_change
+from chromasync.core.entities import CollectionRole, recognise, resembles
 from producers.decoding import MalformedRecord, StreamRecord
-from producers.entities import CollectionRole, recognise, resembles
 
 #: Attribute names of the table's partition and sort key.
 PK_ATTRIBUTE = "PK"
@@ -68,7 +68,7 @@ def _key_string(keys: dict[str, Any], name: str) -> str:
 def field_changes(record: StreamRecord, fields: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     """Monitored fields whose value differs between the record's two images.
 
-    As ``{"old": .., "new": ..}`` maps (:class:`~producers.contract.FieldChange`).
+    As ``{"old": .., "new": ..}`` maps (:class:`~chromasync.core.contract.FieldChange`).
     """
     return {
         name: {"old": json_safe(before), "new": json_safe(after)}

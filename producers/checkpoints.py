@@ -9,7 +9,7 @@ Chosen by ``CHROMASYNC_CHECKPOINT_URL``: ``dynamodb://TABLE`` (default
 ``dynamodb://chromasync-checkpoints``) or ``redis://HOST:PORT/DB``. The
 DynamoDB table is made by ``chromasync provision``
 (:data:`CHECKPOINT_TABLE_SCHEMA`); the poller only reads and writes items,
-and a missing table is :class:`~producers.resources.MissingResource`.
+and a missing table is :class:`~chromasync.core.resources.MissingResource`.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
-from producers.config import AwsSettings, ConfigError, env_url
-from producers.resources import naming_missing_table
+from chromasync.core.config import AwsSettings, ConfigError, env_url
+from chromasync.core.resources import naming_missing_table
 
 #: Where checkpoints live unless ``CHROMASYNC_CHECKPOINT_URL`` says otherwise.
 DEFAULT_CHECKPOINT_URL = "dynamodb://chromasync-checkpoints"

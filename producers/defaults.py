@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 
-from producers.config import Settings
+from chromasync.core.config import Settings
 from producers.pipeline import StreamProcessor
 from producers.publishing import Publisher
 

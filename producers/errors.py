@@ -29,8 +29,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from producers.config import ConfigError
-from producers.resources import DeploymentError
+from chromasync.core.config import ConfigError
+from chromasync.core.resources import DeploymentError
 
 if TYPE_CHECKING:
     from producers.publishing import Published
@@ -94,8 +94,8 @@ class _NotSent(EnqueueError):
 class NotDeployed(_NotSent, DeploymentError):
     """A queue does not exist, or the credentials may not send to it: fix the deployment.
 
-    The original :class:`~producers.resources.MissingResource` or
-    :class:`~producers.resources.NotPermitted` is the ``__cause__``.
+    The original :class:`~chromasync.core.resources.MissingResource` or
+    :class:`~chromasync.core.resources.NotPermitted` is the ``__cause__``.
     """
 
 

@@ -23,13 +23,13 @@ and the rule is:
   by id: it is quarantined like any malformed record. If its quarantine
   fails too, the handler raises, so Lambda retries the whole batch rather
   than acknowledge a record that is kept nowhere.
-* A wrong setting raises :class:`~producers.config.ConfigError` naming the
+* A wrong setting raises :class:`~chromasync.core.config.ConfigError` naming the
   variable: the invocation fails (and is retried) until the configuration
   is fixed, instead of dropping records.
 * A queue that does not exist (a task queue or the quarantine) raises
-  :class:`~producers.resources.MissingResource` naming it and ``chromasync
+  :class:`~chromasync.core.resources.MissingResource` naming it and ``chromasync
   provision``, a send the role may not make raises
-  :class:`~producers.resources.NotPermitted`: the invocation fails and Lambda
+  :class:`~chromasync.core.resources.NotPermitted`: the invocation fails and Lambda
   retries the batch until the deployment is fixed. The handler never creates
   anything; its role may not.
 
@@ -46,10 +46,10 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from chromasync.core.config import ConfigError
+from chromasync.core.resources import DeploymentError
 from producers import defaults
-from producers.config import ConfigError
 from producers.pipeline import ProcessReport, StreamProcessor
-from producers.resources import DeploymentError
 
 log = logging.getLogger(__name__)
 # Lambda's Python runtime leaves the root logger at WARNING; the summary line is INFO.

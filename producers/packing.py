@@ -7,14 +7,13 @@ Because a batch is cut in order, the stream's order per receipt is kept.
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Iterable
 from typing import Final, NamedTuple
 
 import pydantic_core
 
-from producers.contract import FieldChange, WireBatch, WireChange
+from chromasync.core.contract import FieldChange, WireBatch, WireChange
+from chromasync.core.groups import receipt_group
 from producers.errors import ChangeTooLarge
 
 #: SQS accepts 256 KiB (262,144 bytes) per message; our queues are created
@@ -25,9 +24,6 @@ from producers.errors import ChangeTooLarge
 #: 1.787x for a 150 KB payload). With 4 KiB of room for headers the payload
 #: may be (262,144 * 3/4 - 4,096) * 3/4 = 144,384 bytes; 140,000 keeps a margin.
 MAX_PAYLOAD_BYTES: Final = 140_000
-
-#: What an SQS FIFO MessageGroupId may hold (at most 128 of these).
-_GROUP_ID_CHARS: Final = re.compile(r"[A-Za-z0-9!-/:-@\[-`{-~]{1,128}")
 
 
 class Routed(NamedTuple):
@@ -98,18 +94,6 @@ def sized(change: WireChange) -> tuple[WireChange, int]:
             f"even without its image and values; the limit is {MAX_PAYLOAD_BYTES}"
         )
     return smallest, size
-
-
-def receipt_group(image_id: str, receipt_id: int) -> str:
-    """The FIFO message group of a change: its receipt.
-
-    An image id with characters SQS does not allow in a group id (or a very
-    long one) is replaced by a digest, so the group stays one per receipt.
-    """
-    group = f"{image_id}#{receipt_id:05d}"
-    if _GROUP_ID_CHARS.fullmatch(group):
-        return group
-    return "sha256-" + hashlib.sha256(group.encode()).hexdigest()
 
 
 def pack(

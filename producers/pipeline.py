@@ -6,7 +6,7 @@ its records, in stream order, to :class:`StreamProcessor` and gets back a
 ignored by rule (with the reason), malformed (with the error), or not
 published (everything from the first record that could not be published on).
 A queue that does not exist, or a call the role may not make, is not a
-record's failure: its :class:`~producers.resources.DeploymentError` goes up
+record's failure: its :class:`~chromasync.core.resources.DeploymentError` goes up
 to the entry point.
 """
 
@@ -21,14 +21,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from chromasync.core.config import Settings
+from chromasync.core.entities import CollectionRole
+from chromasync.core.resources import DeploymentError
 from producers.changes import Detected, Ignored, detect
-from producers.config import Settings
 from producers.decoding import MalformedRecord, decode_record
-from producers.entities import CollectionRole
 from producers.packing import ChangeTooLarge, Routed, pack, sized
 from producers.publishing import Published, Publisher, PublishError
 from producers.quarantine import Quarantine
-from producers.resources import DeploymentError
 
 log = logging.getLogger(__name__)
 

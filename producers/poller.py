@@ -17,12 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from chromasync.core.backoff import backoff_delay
+from chromasync.core.config import ConfigError, Settings
+from chromasync.core.resources import DeploymentError, MissingResource, endpoint_of, not_permitted
 from producers.checkpoints import CheckpointStore
-from producers.config import ConfigError, Settings
 from producers.decoding import MalformedRecord, _creation_time
 from producers.pipeline import ProcessReport, StreamProcessor
-from producers.publishing import backoff_delay
-from producers.resources import DeploymentError, MissingResource, endpoint_of, not_permitted
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class StreamPoller:
         self.shards: dict[str, ShardState] = {}
         self.stats = PollerStats()
         self.on_report = on_report
-        #: Called after every successful read of a shard (tasks.metrics.ShardMetrics).
+        #: Called after every successful read of a shard (chromasync.shard_metrics.ShardMetrics).
         self.on_shard = on_shard
         #: Records per GetRecords call: also how many are published per checkpoint.
         self.limit = limit

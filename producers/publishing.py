@@ -6,7 +6,7 @@ code. A publish that fails is retried with exponential backoff and jitter;
 after the last attempt :class:`PublishError` is raised for the caller to
 report (``batchItemFailures``, a non-zero exit) — never dropped. A queue
 that does not exist or a send the role may not make is not retried: its
-:class:`~producers.resources.DeploymentError` goes straight up, so the whole
+:class:`~chromasync.core.resources.DeploymentError` goes straight up, so the whole
 invocation or command fails and names it.
 """
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -23,11 +22,12 @@ from urllib.parse import urlparse
 
 from celery import Celery
 
-from producers.config import Settings
-from producers.contract import APPLY_TASK_NAME, ChangeBatch, WireBatch
+from chromasync.core.backoff import backoff_delay
+from chromasync.core.config import Settings
+from chromasync.core.contract import APPLY_TASK_NAME, ChangeBatch, WireBatch
+from chromasync.core.groups import receipt_group
+from chromasync.core.resources import DeploymentError, not_permitted
 from producers.errors import PublishError
-from producers.packing import receipt_group
-from producers.resources import DeploymentError, not_permitted
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def producer_app(env: Mapping[str, str] | None = None) -> Celery:
     own backoff. The publisher's retries are the only ones; the worker's
     settings (``celeryconfig``) are untouched.
     """
-    from celeryconfig import celery_settings
+    from chromasync.core.celery_settings import celery_settings
 
     settings = celery_settings(env)
     settings["broker_transport_options"] = {
@@ -71,12 +71,6 @@ def broker_endpoint(app: Celery) -> str:
         return f"{parsed.scheme}://{parsed.hostname}{port}"
     region = (app.conf.broker_transport_options or {}).get("region", "")
     return f"AWS SQS {region}".strip()
-
-
-def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
-    """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**attempt)]."""
-    rng = rng or random.Random()
-    return rng.uniform(0, min(cap, base * (2**attempt)))
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ logged, counted, and sent here (``{prefix}stream-rejects``) with the reason.
 Only when this send fails is the record reported as failed to its source
 (Lambda ``batchItemFailures``, the poller's retry), so nothing is lost. The
 queue is made by ``chromasync provision``; here it is only looked up, and a
-missing one is :class:`~producers.resources.MissingResource`.
+missing one is :class:`~chromasync.core.resources.MissingResource`.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import json
 import time
 from typing import Any
 
-from producers.config import Settings
-from producers.resources import not_permitted, queue_url
+from chromasync.core.config import Settings
+from chromasync.core.resources import not_permitted, queue_url
 
 #: Name of the quarantine queue, after the queue prefix.
 QUARANTINE_SUFFIX = "stream-rejects"

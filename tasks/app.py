@@ -9,7 +9,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_init, worker_process_init
 
-from chromasync.logs import install_worker_logging
+from chromasync.core.logs import install_worker_logging
 
 app = Celery("chromasync", include=["tasks.compaction", "tasks.snapshots.task"])
 app.config_from_object("celeryconfig")
@@ -37,7 +37,7 @@ def _preflight(sender: Any = None, **_: Any) -> None:
     starts has been able to reach what its tasks need. Connected before any other
     ``worker_init`` receiver (the restore on start), so it runs first.
     """
-    from producers.config import Settings
+    from chromasync.core.config import Settings
     from tasks.preflight import check_worker, exit_status
 
     try:
@@ -52,7 +52,7 @@ def _preflight(sender: Any = None, **_: Any) -> None:
 
 def _refusal(exc: BaseException) -> str:
     """The one line saying why the worker does not start, in CHROMASYNC_LOG_FORMAT."""
-    from chromasync.logs import log_format, make_formatter
+    from chromasync.core.logs import log_format, make_formatter
 
     try:
         fmt = log_format()

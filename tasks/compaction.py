@@ -22,10 +22,10 @@ from typing import Any
 from celery import Task
 from pydantic import ValidationError
 
-from chromasync.logs import change_fields, set_log_context
-from producers.contract import APPLY_TASK_NAME, ChangeBatch, validate_payload
-from producers.packing import receipt_group
-from producers.publishing import backoff_delay
+from chromasync.core.backoff import backoff_delay
+from chromasync.core.contract import APPLY_TASK_NAME, ChangeBatch, validate_payload
+from chromasync.core.groups import receipt_group
+from chromasync.core.logs import change_fields, set_log_context
 from tasks import metrics, progress
 from tasks.app import app
 from tasks.deadletter import DeadLetter, now

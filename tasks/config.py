@@ -1,7 +1,7 @@
 """Worker settings (Chroma, lock, retries), read from the environment.
 
 Shared settings (AWS endpoint, table, queues, collections) live in
-:mod:`producers.config`; this adds what only the worker needs.
+:mod:`chromasync.core.config`; this adds what only the worker needs.
 """
 
 from __future__ import annotations
@@ -12,7 +12,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from producers.config import ConfigError, Settings, env_bool, env_float, env_int, env_str, env_url
+from chromasync.core.config import (
+    ConfigError,
+    Settings,
+    env_bool,
+    env_float,
+    env_int,
+    env_str,
+    env_url,
+)
 
 #: Where embedded Chroma directories live, one sub-directory per collection.
 DEFAULT_CHROMA_DIR = ".chromasync/chroma"

@@ -21,8 +21,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from producers.config import Settings
-from producers.resources import queue_url
+from chromasync.core.config import Settings
+from chromasync.core.resources import queue_url
 
 #: How long a message received for ``list``/``show`` stays hidden while the
 #: listing is read (each is made visible again right after).

@@ -53,10 +53,10 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from producers.config import AwsSettings
-from producers.contract import Change
-from producers.decoding import decode_image
-from producers.entities import CollectionRole, image_pk, receipt_sk
+from chromasync.core.attributes import decode_image
+from chromasync.core.config import AwsSettings
+from chromasync.core.contract import Change
+from chromasync.core.entities import CollectionRole, image_pk, receipt_sk
 from tasks.chroma.persistent import open_directory
 from tasks.chroma.target import ChromaTarget, chunks
 from tasks.config import DELTA_BUCKET_ENV

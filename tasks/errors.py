@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import sys
 
-from producers.resources import DeploymentError, is_unreachable
-from producers.resources import error_code as aws_error_code
+from chromasync.core.resources import DeploymentError, is_unreachable
+from chromasync.core.resources import error_code as aws_error_code
 from tasks.chroma.target import ChromaUnavailable
 from tasks.lease import LeaseLost, LockBusy
 from tasks.locks.backend import LockBackendError

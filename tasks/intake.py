@@ -25,7 +25,7 @@ from typing import Any
 
 from celery.worker.consumer.consumer import Consumer
 
-from producers.config import Settings
+from chromasync.core.config import Settings
 from tasks.deadletter import DeadLetter, DeadLetterQueues
 
 log = logging.getLogger(__name__)

@@ -44,14 +44,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from producers.config import ConfigError, Settings, env_url
-from producers.contract import ChangeBatch
-from producers.entities import EntityType
+from chromasync.core.config import ConfigError, Settings, env_url
+from chromasync.core.contract import ChangeBatch
+from chromasync.core.entities import EntityType
 
 if TYPE_CHECKING:
     import redis
 
-    from producers.poller import ShardProgress
     from tasks.runtime import BatchOutcome
 
 log = logging.getLogger(__name__)
@@ -71,8 +70,6 @@ SOCKET_TIMEOUT = 1.0
 #: counter idle that long in its stride; keys of deployments (and test runs) that are
 #: gone do not pile up in Redis for ever.
 KEY_TTL = 7 * 24 * 3600
-#: Least seconds between two writes of an idle shard's state (the poller polls ~4x/s).
-SHARD_REPORT_INTERVAL = 5.0
 #: Label value for an entity type or event name a payload does not give (or gives wrongly).
 UNKNOWN = "unknown"
 #: Event names the contract knows; anything else is counted as :data:`UNKNOWN`.
@@ -598,55 +595,3 @@ def _restarted(writes: Writes, component: str) -> None:
 def component_restarted(component: str) -> None:
     """Count one restart of a worker or the poller by ``chromasync run``."""
     _guarded("component_restarted", _restarted, component)
-
-
-# -- the stream poller's hook (producers.poller.StreamPoller.on_shard) ----------------------
-
-
-class ShardMetrics:
-    """``StreamPoller(on_shard=ShardMetrics(store))``: per-shard lag and records read.
-
-    An empty read means the shard is caught up (its lag is 0); a read with
-    records stores the creation time of the last one, from which the exporter
-    computes the lag at scrape time. Idle shards are written at most every
-    :data:`SHARD_REPORT_INTERVAL` seconds; closed shards are removed.
-    """
-
-    def __init__(self, metrics: MetricsStore | None) -> None:
-        self.metrics = metrics
-        self._written: dict[str, tuple[float, bool]] = {}
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> ShardMetrics:
-        return cls(MetricsStore.from_env(env))
-
-    def __call__(self, progress: ShardProgress) -> None:
-        if self.metrics is None:
-            return
-        try:
-            writes = self._writes(progress, time.time())
-            if writes and self.metrics.send(writes):
-                self._written[progress.shard_id] = (time.monotonic(), progress.records == 0)
-        except Exception:  # noqa: BLE001 - metrics never stop the poller
-            log.exception("shard metrics failed; polling goes on")
-
-    def _writes(self, progress: ShardProgress, now: float) -> Writes:
-        writes = Writes()
-        shard = progress.shard_id
-        if progress.records:
-            writes.inc(RECORDS_READ, (), progress.records)
-        if progress.closed:
-            writes.shard_deletes.extend(
-                f"{shard}|{part}" for part in ("last_created_at", "last_read_at", "caught_up")
-            )
-            self._written.pop(shard, None)
-            return writes
-        caught_up = progress.records == 0
-        last = self._written.get(shard)
-        if caught_up and last and last[1] and time.monotonic() - last[0] < SHARD_REPORT_INTERVAL:
-            return writes
-        writes.shard_fields[f"{shard}|last_read_at"] = repr(now)
-        writes.shard_fields[f"{shard}|caught_up"] = "1" if caught_up else "0"
-        if progress.last_created_at is not None:
-            writes.shard_fields[f"{shard}|last_created_at"] = repr(progress.last_created_at)
-        return writes

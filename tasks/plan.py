@@ -20,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from producers.contract import Change
-from producers.entities import (
+from chromasync.core.contract import Change
+from chromasync.core.entities import (
     CollectionRole,
     EntityType,
     line_embedding_id,

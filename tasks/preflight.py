@@ -5,8 +5,8 @@ Why at start: a worker whose lock URL is wrong, or whose Chroma is out of reach,
 logs "ready" and receives tasks; each one fails unacknowledged and reaches the
 dead-letter queue only after ``maxReceiveCount`` visibility timeouts (50 minutes by
 default). Refusing to start turns that into one log line and an exit status: 2 for a
-setting (:class:`~producers.config.ConfigError`), 3 for a service that is missing,
-denied (:class:`~producers.resources.DeploymentError`) or does not answer
+setting (:class:`~chromasync.core.config.ConfigError`), 3 for a service that is missing,
+denied (:class:`~chromasync.core.resources.DeploymentError`) or does not answer
 (:class:`ServiceUnreachable`), as the ``chromasync`` commands do.
 
 The probes make only calls the worker's role may make (``deploy/iam/worker.json``), and
@@ -35,8 +35,14 @@ from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
-from producers.config import ConfigError
-from producers.resources import DeploymentError, naming_missing_table, not_permitted, queue_url
+from chromasync.core.config import ConfigError
+from chromasync.core.exits import EXIT_CONFIG, EXIT_UNAVAILABLE
+from chromasync.core.resources import (
+    DeploymentError,
+    naming_missing_table,
+    not_permitted,
+    queue_url,
+)
 from tasks.config import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -48,10 +54,6 @@ PREFLIGHT_TIMEOUT = 5.0
 PREFLIGHT_ATTEMPTS = 3
 #: Key of the probes' GetItem and UpdateItem: no entity or lock has it.
 PROBE_KEY = "CHROMASYNC#PREFLIGHT"
-#: Exit status of a worker (and of ``chromasync run``) refused by a setting.
-EXIT_CONFIG = 2
-#: Exit status when a service is missing, denied or unreachable.
-EXIT_UNAVAILABLE = 3
 
 
 class ServiceUnreachable(ConnectionError):
@@ -73,8 +75,8 @@ def exit_status(exc: BaseException) -> int:
 
 def check_settings(env: Mapping[str, str] | None = None) -> WorkerSettings:
     """Read every setting a worker reads; :class:`ConfigError` names the first wrong one."""
-    import celeryconfig
-    from chromasync.logs import log_format
+    from chromasync.core.celery_settings import celery_settings
+    from chromasync.core.logs import log_format
     from tasks.locks import lock_table
     from tasks.metrics import metrics_url
 
@@ -83,7 +85,7 @@ def check_settings(env: Mapping[str, str] | None = None) -> WorkerSettings:
     lock_table(settings.lock_url)  # the lock URL's own rules (a table name, a Redis host)
     metrics_url(env)
     log_format(env)
-    celeryconfig.celery_settings(env)
+    celery_settings(env)
     _check_events_url(env)
     return settings
 
@@ -227,7 +229,7 @@ def run_probes(probes: Sequence[Probe]) -> None:
     """Run every probe in order; the first failure is raised as what it means.
 
     A setting (:class:`ConfigError`) or a missing resource goes up as it is; a call
-    the role may not make becomes :class:`~producers.resources.NotPermitted`; any
+    the role may not make becomes :class:`~chromasync.core.resources.NotPermitted`; any
     other failure is :class:`ServiceUnreachable` naming the service.
     """
     for probe in probes:

@@ -32,8 +32,8 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from producers.config import AwsSettings
-from producers.contract import ChangeBatch
+from chromasync.core.config import AwsSettings
+from chromasync.core.contract import ChangeBatch
 
 if TYPE_CHECKING:
     from tasks.config import WorkerSettings

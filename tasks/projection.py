@@ -15,7 +15,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from tasks.sources import ReceiptState
 
-from producers.entities import MERCHANT_FIELDS, TEXT_FIELDS, line_embedding_id, word_embedding_id
+from chromasync.core.entities import (
+    MERCHANT_FIELDS,
+    TEXT_FIELDS,
+    line_embedding_id,
+    word_embedding_id,
+)
 
 Metadata = dict[str, Any]
 

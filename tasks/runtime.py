@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from producers.contract import Change, ChangeBatch
-from producers.entities import CollectionRole
+from chromasync.core.contract import Change, ChangeBatch
+from chromasync.core.entities import CollectionRole
 from tasks.audit import AuditLog
 from tasks.chroma.target import ChromaTarget, chroma_target_from_settings
 from tasks.config import WorkerSettings

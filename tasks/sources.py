@@ -24,9 +24,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from producers.config import AwsSettings
-from producers.decoding import decode_image
-from producers.entities import EntityType, image_pk, receipt_sk, recognise
+from chromasync.core.attributes import decode_image
+from chromasync.core.config import AwsSettings
+from chromasync.core.entities import EntityType, image_pk, receipt_sk, recognise
 
 ReceiptKey = tuple[str, int]
 

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from producers.contract import Change, ChangeBatch
-from producers.entities import MERCHANT_FIELDS, TEXT_FIELDS, EntityType
+from chromasync.core.contract import Change, ChangeBatch
+from chromasync.core.entities import MERCHANT_FIELDS, TEXT_FIELDS, EntityType
 from tasks.chroma.target import ChromaTarget
 from tasks.projection import LABEL_SUMMARY_KEYS, Metadata, expected_embeddings
 from tasks.sources import WHOLE_RECEIPT, ReceiptKey, ReceiptState, TableReader
@@ -66,7 +66,7 @@ class Verifier:
 
     def receipts_in_table(self, image_id: str | None = None) -> list[ReceiptKey]:
         """Receipts the table holds (RECEIPT items), optionally of one image."""
-        from producers.entities import recognise
+        from chromasync.core.entities import recognise
 
         client = self.reader.client
         kwargs: dict[str, Any] = {"TableName": self.reader.table, "ConsistentRead": True}

@@ -127,14 +127,14 @@ def parameter_defaults(template: Mapping[str, Any]) -> dict[str, str]:
 
 
 def producer_zip(root: Path = ROOT) -> bytes:
-    """A real zip of the producer's own code (``producers/`` and ``celeryconfig.py``).
+    """A real zip of the producer's own code (``producers/`` and ``chromasync/core/``).
 
     moto stores a function's code and never runs it here, so its dependencies
     are left out; dist/chromasync-producer.zip (``make lambda-zip``) is what AWS gets.
     """
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted((root / "producers").rglob("*.py")):
+        sources = [*(root / "producers").rglob("*.py"), *(root / "chromasync/core").rglob("*.py")]
+        for path in sorted([root / "chromasync/__init__.py", *sources]):
             archive.write(path, path.relative_to(root).as_posix())
-        archive.write(root / "celeryconfig.py", "celeryconfig.py")
     return buffer.getvalue()

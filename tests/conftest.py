@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from producers.entities import REGISTRY
+from chromasync.core.entities import REGISTRY
 from tests.servers import MotoServer, redis_url
 from tests.stack import Stack
 

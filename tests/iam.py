@@ -20,9 +20,9 @@ from typing import Any
 
 import boto3
 
+from chromasync.core.config import Settings
 from chromasync.local import MotoServer
 from chromasync.provision import provision
-from producers.config import Settings
 from tests.servers import redis_url
 
 #: Where the policies live.

@@ -18,10 +18,10 @@ from typing import Any
 import boto3
 from boto3.dynamodb.types import TypeSerializer
 
+from chromasync.core.config import Settings
+from chromasync.core.contract import APPLY_TASK_NAME, ChangeBatch
+from chromasync.core.entities import image_pk, line_sk, receipt_sk, word_sk
 from chromasync.provision import ensure_queues
-from producers.config import Settings
-from producers.contract import APPLY_TASK_NAME, ChangeBatch
-from producers.entities import image_pk, line_sk, receipt_sk, word_sk
 from producers.quarantine import QUARANTINE_SUFFIX
 
 _serializer = TypeSerializer()

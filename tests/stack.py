@@ -13,13 +13,13 @@ from typing import Any
 
 import boto3
 
+from chromasync.core.config import Settings
+from chromasync.core.entities import image_pk, receipt_sk
 from chromasync.local import wait_for
 from chromasync.provision import provision, queues_empty
 from chromasync.seed import ReceiptSpec, merchant_fields, seed_chroma, seed_table
 from chromasync.workers import WorkerProcess
 from producers.checkpoints import checkpoint_store_from_env
-from producers.config import Settings
-from producers.entities import image_pk, receipt_sk
 from producers.pipeline import StreamProcessor
 from producers.poller import StreamPoller
 from producers.publishing import Publisher
@@ -72,7 +72,7 @@ class Stack:
 
     def send(self, payload: Any, collection: str) -> None:
         """Enqueue a raw payload the way another service would (send_task by name)."""
-        from producers.contract import APPLY_TASK_NAME
+        from chromasync.core.contract import APPLY_TASK_NAME
         from producers.publishing import producer_app
 
         app = producer_app()

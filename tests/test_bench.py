@@ -64,7 +64,7 @@ def test_smoke_run_writes_every_section(tmp_path: Path) -> None:
 def test_the_producer_comparison_runs_without_servers() -> None:
     """``python -m benchmarks.producer_cpu``: MODIFY records built in-process, both loops."""
     from benchmarks.producer_cpu import STAGES, measure_producer, modify_records
-    from producers.config import Settings
+    from chromasync.core.config import Settings
 
     records = modify_records(2)
     assert {r["eventName"] for r in records} == {"MODIFY"}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from producers.config import ConfigError
+from chromasync.core.config import ConfigError
 from tasks.chroma.target import chroma_target_from_settings
 from tasks.chroma.targets.embedded import DirectoryBusy, EmbeddedChromaTarget
 from tasks.chroma.targets.server import ServerChromaTarget

@@ -13,9 +13,9 @@ import time
 
 import pytest
 
-from chromasync.commands.common import EXIT_OUTPUT_CLOSED
+from chromasync.core.config import Settings
+from chromasync.core.exits import EXIT_OUTPUT_CLOSED
 from chromasync.provision import ensure_queues
-from producers.config import Settings
 from tasks.deadletter import DeadLetter, DeadLetterQueues
 
 #: Bytes a Linux pipe holds before its writer blocks (the default capacity).

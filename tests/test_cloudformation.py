@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from chromasync.core.config import DEFAULT_VISIBILITY_TIMEOUT, Settings
 from chromasync.provision import (
     MAX_MESSAGE_BYTES,
     MAX_RECEIVE_COUNT,
@@ -26,7 +27,6 @@ from chromasync.provision import (
     ensure_queues,
 )
 from producers.checkpoints import CHECKPOINT_TABLE_SCHEMA, DEFAULT_CHECKPOINT_URL
-from producers.config import DEFAULT_VISIBILITY_TIMEOUT, Settings
 from producers.quarantine import QUARANTINE_RETENTION_SECONDS
 from tasks.deadletter import dead_letter_queue_attributes
 from tasks.locks.backends.dynamodb import LOCK_TABLE_SCHEMA

@@ -47,13 +47,13 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from chromasync.core.config import Settings
+from chromasync.core.entities import REGISTRY, image_pk, receipt_sk
 from chromasync.local import MotoServer, wait_for
 from chromasync.provision import MAX_MESSAGE_BYTES, MAX_RECEIVE_COUNT, ensure_table
 from chromasync.seed import ReceiptSpec, demo_receipts, merchant_fields, seed_chroma, seed_table
 from chromasync.workers import WorkerProcess
 from producers import defaults, lambda_handler
-from producers.config import Settings
-from producers.entities import REGISTRY, image_pk, receipt_sk
 from producers.quarantine import QUARANTINE_RETENTION_SECONDS
 from tasks.chroma.target import chroma_target_from_settings
 from tasks.config import WorkerSettings

@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from chromasync.commands import COMMANDS
-from producers.config import DEFAULT_COLLECTIONS
+from chromasync.core.config import DEFAULT_COLLECTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 

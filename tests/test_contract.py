@@ -20,8 +20,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from producers.contract import REQUIRED_KEYS, Change, ChangeBatch, WireBatch, wire_change
-from producers.entities import REGISTRY, SPECS_BY_TYPE, EntityType
+from chromasync.core.contract import REQUIRED_KEYS, Change, ChangeBatch, WireBatch, wire_change
+from chromasync.core.entities import REGISTRY, SPECS_BY_TYPE, EntityType
 
 MONITORED = sorted({name for spec in REGISTRY for name in spec.monitored_fields})
 #: Values, good and bad, that a mutation may put in a key or a field.

@@ -11,9 +11,9 @@ import time
 
 import pytest
 
+from chromasync.core.config import Settings
+from chromasync.core.resources import MissingResource
 from chromasync.provision import ensure_queues
-from producers.config import Settings
-from producers.resources import MissingResource
 from tasks.deadletter import DeadLetter, DeadLetterQueues
 
 

@@ -8,7 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from producers.decoding import MalformedRecord, decode_attribute, decode_record
+from chromasync.core.attributes import MalformedRecord, decode_attribute
+from producers.decoding import decode_record
 
 
 def lambda_record(**body_overrides) -> dict:

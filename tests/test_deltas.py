@@ -20,17 +20,17 @@ import boto3
 import numpy as np
 import pytest
 
-from chromasync.provision import ensure_lock_table
-from chromasync.seed import vector
-from producers.config import AwsSettings, ConfigError
-from producers.contract import Change, ChangeBatch, ChangeKeys
-from producers.entities import (
+from chromasync.core.config import AwsSettings, ConfigError
+from chromasync.core.contract import Change, ChangeBatch, ChangeKeys
+from chromasync.core.entities import (
     CollectionRole,
     EntityType,
     image_pk,
     line_embedding_id,
     line_sk,
 )
+from chromasync.provision import ensure_lock_table
+from chromasync.seed import vector
 from tasks.chroma.persistent import open_directory
 from tasks.chroma.targets.embedded import EmbeddedChromaTarget
 from tasks.config import WorkerSettings

@@ -11,6 +11,9 @@ import pytest
 from celery import Celery
 
 import producers
+from chromasync.core.config import ConfigError, Settings
+from chromasync.core.contract import Change, ChangeBatch
+from chromasync.core.resources import DeploymentError, MissingResource
 from chromasync.local import free_port
 from producers import (
     ChangeTooLarge,
@@ -21,9 +24,6 @@ from producers import (
     PublishError,
     PublishFailed,
 )
-from producers.config import ConfigError, Settings
-from producers.contract import Change, ChangeBatch
-from producers.resources import DeploymentError, MissingResource
 from tests.producing import IMAGE, Queues, line_record, record
 
 README = Path(__file__).resolve().parent.parent / "README.md"

@@ -21,11 +21,11 @@ import pytest
 from packaging.requirements import Requirement
 
 from chromasync.commands import COMMANDS
+from chromasync.core.config import Settings
+from chromasync.core.entities import image_pk, line_sk
 from chromasync.extras import COMMAND_EXTRAS, EXTRA_MODULES
 from chromasync.local import free_port
 from chromasync.provision import provision
-from producers.config import Settings
-from producers.entities import image_pk, line_sk
 from tests.lambda_build import ROOT, isolated, producer_site
 from tests.producing import IMAGE, Queues, typed
 

@@ -24,11 +24,11 @@ from typing import Any
 import pytest
 import redis
 
+from chromasync.core.contract import APPLY_TASK_NAME
+from chromasync.core.entities import image_pk, receipt_sk
 from chromasync.local import RedisServer, free_port, wait_for
 from chromasync.seed import ReceiptSpec, demo_receipts
 from chromasync.workers import WorkerProcess
-from producers.contract import APPLY_TASK_NAME
-from producers.entities import image_pk, receipt_sk
 from tests.servers import redis_url
 from tests.stack import Stack
 from tests.test_worker_apply import batch, make_change

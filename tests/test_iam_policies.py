@@ -43,6 +43,8 @@ from typing import Any
 import boto3
 import pytest
 
+from chromasync.core.contract import Change, ChangeBatch, ChangeKeys
+from chromasync.core.entities import EntityType, image_pk, line_sk, receipt_sk
 from chromasync.local import MotoServer, wait_for
 from chromasync.provision import queue_depth
 from chromasync.seed import (
@@ -54,8 +56,6 @@ from chromasync.seed import (
     seed_table,
 )
 from chromasync.workers import WorkerProcess
-from producers.contract import Change, ChangeBatch, ChangeKeys
-from producers.entities import EntityType, image_pk, line_sk, receipt_sk
 from producers.publishing import Publisher, producer_app
 from producers.quarantine import QUARANTINE_SUFFIX
 from tasks.chroma.targets.embedded import EmbeddedChromaTarget

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
+from chromasync.core.contract import APPLY_TASK_NAME
+from chromasync.core.entities import image_pk, receipt_sk, word_embedding_id
 from chromasync.local import wait_for
 from chromasync.seed import demo_receipts, merchant_fields
-from producers.contract import APPLY_TASK_NAME
-from producers.entities import image_pk, receipt_sk, word_embedding_id
 from producers.publishing import producer_app
 from tasks.deadletter import DeadLetterQueues
 from tasks.intake import APPLY_KEYWORDS, call_error

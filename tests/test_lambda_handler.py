@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from celery.signals import after_task_publish
 
+from chromasync.core.config import ConfigError, Settings
 from chromasync.local import MotoServer, free_port
 from producers import lambda_handler
-from producers.config import ConfigError, Settings
 from tests.producing import Queues, line_record, record
 
 

@@ -21,15 +21,15 @@ from typing import Any
 import boto3
 import pytest
 
-from producers.config import Settings
-from producers.contract import APPLY_TASK_NAME, ChangeBatch
-from producers.entities import image_pk, word_sk
+from chromasync.core.config import Settings
+from chromasync.core.contract import APPLY_TASK_NAME, ChangeBatch
+from chromasync.core.entities import image_pk, word_sk
 from producers.quarantine import QUARANTINE_SUFFIX
 from tests.lambda_build import ROOT, SCRIPT, build_module, isolated
 from tests.producing import IMAGE, Queues, decode_task, line_record, record
 
 #: Modules a producer-only package must not hold (the worker, the demo, the operator side).
-NOT_IN_THE_ZIP = ("chromadb", "tasks", "chromasync", "moto", "redis", "pycurl", "flower")
+NOT_IN_THE_ZIP = ("chromadb", "tasks", "celeryconfig.py", "moto", "redis", "pycurl", "flower")
 
 
 class Build:
@@ -67,8 +67,11 @@ def test_the_zip_holds_the_producer_and_its_dependencies_only(built: Build) -> N
         infos = archive.infolist()
     names = [info.filename for info in infos]
     tops = {name.split("/")[0] for name in names}
-    assert {"producers", "celeryconfig.py", "celery", "kombu", "boto3", "pydantic"} <= tops
+    assert {"producers", "chromasync", "celery", "kombu", "boto3", "pydantic"} <= tops
     assert "producers/lambda_handler.py" in names
+    assert "chromasync/core/contract.py" in names
+    ours = [name for name in names if name.startswith("chromasync/")]
+    assert all(name.startswith(build.SHARED_CORE) for name in ours), ours
     assert not tops & {*NOT_IN_THE_ZIP, *build.FORBIDDEN}
     assert not any("__pycache__" in name or name.endswith(".pyc") for name in names)
     services = {

@@ -17,9 +17,9 @@ import redis
 from botocore.config import Config
 from botocore.stub import Stubber
 
+from chromasync.core.config import AwsSettings, ConfigError
+from chromasync.core.resources import MissingResource
 from chromasync.provision import ensure_lock_table
-from producers.config import AwsSettings, ConfigError
-from producers.resources import MissingResource
 from tasks.locks import (
     DynamoDBLockBackend,
     Lease,

@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from chromasync.core.contract import Change, ChangeBatch
 from chromasync.local import free_port, wait_for
 from chromasync.seed import ReceiptSpec, demo_receipts
-from producers.contract import Change, ChangeBatch
-from tasks.metrics import ShardMetrics
+from chromasync.shard_metrics import ShardMetrics
 from tests.stack import Stack
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -225,7 +225,7 @@ def test_worker_logging_hooks_format_celery_handlers_as_json(tmp_path: Path) -> 
     """Celery's own logging setup, then a log line inside a task context: one JSON object."""
     script = """
 import logging
-from chromasync.logs import install_worker_logging, log_context
+from chromasync.core.logs import install_worker_logging, log_context
 install_worker_logging()
 from tasks.app import app
 app.log.setup_logging_subsystem(loglevel="INFO")

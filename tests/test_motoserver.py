@@ -16,10 +16,10 @@ from typing import Any
 import boto3
 import pytest
 
+from chromasync.core.config import Settings
 from chromasync.local import MotoServer
 from chromasync.motoserver import DIRECT_HEADER
 from chromasync.provision import ensure_table
-from producers.config import Settings
 
 TABLE = "types"
 

@@ -12,7 +12,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from producers.contract import WireChange, wire_change
+from chromasync.core.contract import WireChange, wire_change
 from producers.packing import _size
 
 values = st.recursive(

@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 
+from chromasync.core.config import ConfigError, Settings
+from chromasync.core.contract import Change, ChangeBatch
+from chromasync.core.entities import image_pk, line_sk, receipt_sk, word_sk
+from chromasync.core.groups import receipt_group
 from chromasync.local import free_port
-from producers.config import ConfigError, Settings
-from producers.contract import Change, ChangeBatch
-from producers.entities import image_pk, line_sk, receipt_sk, word_sk
-from producers.packing import MAX_PAYLOAD_BYTES, receipt_group
+from producers.packing import MAX_PAYLOAD_BYTES
 from producers.pipeline import StreamProcessor
 from producers.publishing import Publisher, PublishError
 from tests.producing import (

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import boto3
 
-from producers.config import Settings
+from chromasync.core.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The shipped packages, and the one module of them allowed to create resources.

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
+from chromasync.core.config import Settings
 from chromasync.local import free_port
-from producers.config import Settings
 from producers.replay import read_input
 from producers.replay_input import BROKEN, CUT_SHORT, UNREADABLE, UNREADABLE_HEAD_BYTES
 from tests.producing import Queues, line_record, record

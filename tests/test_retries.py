@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from chromasync.core.config import ConfigError
+from chromasync.core.entities import word_embedding_id
 from chromasync.local import wait_for
 from chromasync.provision import queue_depth
 from chromasync.seed import demo_receipts
-from producers.config import ConfigError
-from producers.entities import word_embedding_id
 from tasks.config import WorkerSettings
 from tests.stack import Stack
 from tests.test_worker_apply import batch, make_change

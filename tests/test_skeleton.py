@@ -7,9 +7,9 @@ import sys
 
 import redis
 
+from chromasync.core.entities import MERCHANT_FIELDS, image_pk, receipt_sk
 from chromasync.local import wait_for
 from chromasync.seed import demo_receipts
-from producers.entities import MERCHANT_FIELDS, image_pk, receipt_sk
 from tests.stack import Stack
 
 

@@ -29,13 +29,14 @@ import numpy as np
 import pytest
 import redis
 
-from celeryconfig import SNAPSHOT_TASK_NAME, celery_settings
+from chromasync.core.celery_settings import celery_settings
+from chromasync.core.config import AwsSettings
+from chromasync.core.contract import SNAPSHOT_TASK_NAME
+from chromasync.core.entities import image_pk, receipt_sk
 from chromasync.local import wait_for
 from chromasync.provision import ensure_lock_table
 from chromasync.seed import ReceiptSpec, demo_receipts, merchant_fields, vector
 from chromasync.workers import WorkerProcess
-from producers.config import AwsSettings
-from producers.entities import image_pk, receipt_sk
 from tasks.chroma.targets.embedded import EmbeddedChromaTarget
 from tasks.config import WorkerSettings
 from tasks.lease import lock_name

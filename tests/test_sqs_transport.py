@@ -1,4 +1,4 @@
-"""producers.sqs_transport against kombu as installed and a real moto server.
+"""chromasync.core.sqs_transport against kombu as installed and a real moto server.
 
 The channel overrides private methods of kombu's SQS channel; if kombu renamed
 one, ours would silently stop being called and kombu would list and create
@@ -15,11 +15,11 @@ import pytest
 from kombu import Connection, Queue
 from kombu.transport.SQS import Channel as KombuChannel
 
-from celeryconfig import celery_settings
+from chromasync.core.celery_settings import celery_settings
+from chromasync.core.config import Settings
+from chromasync.core.resources import MissingResource
+from chromasync.core.sqs_transport import TRANSPORT_PATH, LookupChannel
 from chromasync.provision import ensure_queues
-from producers.config import Settings
-from producers.resources import MissingResource
-from producers.sqs_transport import TRANSPORT_PATH, LookupChannel
 
 
 @pytest.mark.parametrize(

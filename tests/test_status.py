@@ -7,9 +7,9 @@ import time
 
 from chromasync.local import free_port
 from chromasync.seed import demo_receipts
+from chromasync.shard_metrics import ShardMetrics
 from tasks.deadletter import DeadLetter, DeadLetterQueues
 from tasks.locks import lock_backend_from_url
-from tasks.metrics import ShardMetrics
 from tasks.progress import progress_store_from_url
 from tests.stack import Stack
 

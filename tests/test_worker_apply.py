@@ -15,9 +15,8 @@ from typing import Any
 import pytest
 import redis
 
-from chromasync.seed import ReceiptSpec, demo_receipts, merchant_fields
-from producers.contract import Change, ChangeBatch
-from producers.entities import (
+from chromasync.core.contract import Change, ChangeBatch
+from chromasync.core.entities import (
     MERCHANT_FIELDS,
     CollectionRole,
     image_pk,
@@ -27,6 +26,7 @@ from producers.entities import (
     word_embedding_id,
     word_sk,
 )
+from chromasync.seed import ReceiptSpec, demo_receipts, merchant_fields
 from tasks.config import WorkerSettings
 from tasks.lease import LeaseLost
 from tasks.plan import build_plan

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from chromasync.core.entities import image_pk, receipt_sk, word_embedding_id
 from chromasync.local import ChromaServer, wait_for
 from chromasync.seed import demo_receipts, merchant_fields, seed_chroma
-from producers.entities import image_pk, receipt_sk, word_embedding_id
 from tasks.audit import read_audit
 from tasks.locks import lock_backend_from_url
 from tests.stack import Stack

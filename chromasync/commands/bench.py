@@ -58,8 +58,8 @@ def register(sub: Any) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from benchmarks.run import PROFILES, command_line, run_bench
+    from chromasync.core.config import ConfigError
     from chromasync.local import redis_answers
-    from producers.config import ConfigError
 
     name = "smoke" if args.smoke else "quick" if args.quick else "full"
     if not redis_answers(args.redis_url):

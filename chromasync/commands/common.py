@@ -1,4 +1,4 @@
-"""What several subcommands share: exit statuses, whole-number options, stopping on signals."""
+"""What several subcommands share: whole-number options, stopping on signals."""
 
 from __future__ import annotations
 
@@ -6,15 +6,6 @@ import argparse
 import signal
 import threading
 from collections.abc import Callable
-
-#: Exit status for bad configuration or usage.
-EXIT_CONFIG = 2
-#: Exit status when a service (SQS, DynamoDB, Redis, Chroma) cannot be reached.
-EXIT_UNAVAILABLE = 3
-#: Exit status when the reader of the output went away (``chromasync dlq show X | head``):
-#: 128 + SIGPIPE, what a shell reports for a command that SIGPIPE ended (``yes | head``),
-#: so ``set -o pipefail`` treats it as such tools, and a cut-short command never says 0.
-EXIT_OUTPUT_CLOSED = 128 + signal.SIGPIPE
 
 
 def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:

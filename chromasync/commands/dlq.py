@@ -9,8 +9,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from chromasync.commands.common import EXIT_CONFIG, whole_number
-from producers.config import Settings
+from chromasync.commands.common import whole_number
+from chromasync.core.config import Settings
+from chromasync.core.exits import EXIT_CONFIG
 
 
 def register(sub: Any) -> None:
@@ -139,7 +140,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_redrive(args: argparse.Namespace) -> int:
-    from producers.contract import APPLY_TASK_NAME
+    from chromasync.core.contract import APPLY_TASK_NAME
     from producers.publishing import producer_app
 
     app = producer_app()

@@ -20,7 +20,8 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from chromasync.commands.common import EXIT_CONFIG, port_number, stop_on_signals
+from chromasync.commands.common import port_number, stop_on_signals
+from chromasync.core.exits import EXIT_CONFIG
 
 if TYPE_CHECKING:
     from prometheus_client.core import Metric

@@ -23,7 +23,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from chromasync.commands.common import EXIT_CONFIG, port_number
+from chromasync.commands.common import port_number
+from chromasync.core.exits import EXIT_CONFIG
 
 USER_ENV = "CHROMASYNC_FLOWER_USER"
 PASSWORD_ENV = "CHROMASYNC_FLOWER_PASSWORD"

@@ -40,12 +40,12 @@ def register(sub: Any) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from chromasync.core.config import Settings
+    from chromasync.shard_metrics import ShardMetrics
     from producers.checkpoints import checkpoint_store_from_env
-    from producers.config import Settings
     from producers.pipeline import StreamProcessor
     from producers.poller import StreamPoller
     from producers.publishing import Publisher
-    from tasks.metrics import ShardMetrics
 
     settings = Settings.from_env()
     if args.table:

@@ -8,7 +8,8 @@ import stat
 import sys
 from typing import IO, Any
 
-from chromasync.commands.common import EXIT_CONFIG, whole_number
+from chromasync.commands.common import whole_number
+from chromasync.core.exits import EXIT_CONFIG
 from producers.replay_input import UNREADABLE_HEAD_BYTES
 
 #: Exit status when some record of the input was not published: a publish (or quarantine)
@@ -69,8 +70,8 @@ def _refuse(name: str, detail: str) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
+    from chromasync.core.config import Settings
     from chromasync.progress import ProgressBar
-    from producers.config import Settings
     from producers.pipeline import StreamProcessor
     from producers.publishing import Publisher
     from producers.replay import CHUNK_RECORDS, Replayer, read_input

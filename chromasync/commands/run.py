@@ -88,9 +88,9 @@ def main(args: argparse.Namespace) -> int:
         return 0 if not report.mismatches else 1
     if args.workdir is not None:
         args.parser.error("--workdir is for --demo; the pipeline's logs go to --log-dir")
+    from chromasync.core.config import Settings
     from chromasync.runner import NotReady, RunningPipeline
     from chromasync.supervisor import GaveUp, RestartPolicy
-    from producers.config import Settings
 
     settings = Settings.from_env()
     policy = RestartPolicy(max_restarts=args.max_restarts, window=float(args.restart_window))

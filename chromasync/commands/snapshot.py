@@ -165,7 +165,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from producers.config import ConfigError
+    from chromasync.core.config import ConfigError
     from tasks.chroma.targets.embedded import EmbeddedChromaTarget
     from tasks.config import WorkerSettings
     from tasks.snapshots import (

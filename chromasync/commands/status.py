@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from chromasync.commands.common import EXIT_UNAVAILABLE
+from chromasync.core.exits import EXIT_UNAVAILABLE
 from chromasync.provision import queue_depths
 
 if TYPE_CHECKING:
-    from producers.config import Settings
+    from chromasync.core.config import Settings
     from tasks.config import WorkerSettings
     from tasks.locks.backend import LockBackend, LockInfo
     from tasks.metrics import MetricsStore
@@ -67,7 +67,7 @@ def probe(service: str, call: Callable[[], T]) -> T | Unreachable:
 
     A wrong setting is not an outage: :class:`ConfigError` goes up (exit status 2).
     """
-    from producers.config import ConfigError
+    from chromasync.core.config import ConfigError
 
     try:
         return call()

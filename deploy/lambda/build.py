@@ -3,11 +3,11 @@
 Why a script of its own: the function runs ``producers.lambda_handler.handler`` on
 Lambda's ``python3.11`` x86_64 runtime, so the zip must hold the wheels built for
 *that* platform (manylinux2014, CPython 3.11), not whatever this machine has
-installed; only what the producer imports (``producers/``, ``celeryconfig.py`` and
-the pinned packages of ``deploy/requirements/lambda.txt``: no chromadb, no worker
-code, no moto, Redis, Flower or pycurl); and the same bytes every time it is built
-from the same lock, so a deploy can tell whether anything changed (entries sorted,
-one fixed timestamp and mode).
+installed; only what the producer imports (``producers/``, the shared core
+``chromasync/core/`` and the pinned packages of ``deploy/requirements/lambda.txt``:
+no chromadb, no worker code, no moto, Redis, Flower or pycurl); and the same bytes
+every time it is built from the same lock, so a deploy can tell whether anything
+changed (entries sorted, one fixed timestamp and mode).
 
 What is left out of the installed packages, and why it is safe:
 
@@ -62,8 +62,11 @@ PIP_PLATFORM = (
     "--only-binary=:all:",
 )
 
-#: Our own code in the zip, relative to :data:`ROOT`: the producer and its Celery settings.
-SOURCES = ("producers", "celeryconfig.py")
+#: Our own code in the zip, relative to :data:`ROOT`: the producer and the shared core it
+#: imports (entities, contract, settings); the rest of ``chromasync`` is the CLI and stays out.
+SOURCES = ("producers", "chromasync/__init__.py", "chromasync/core")
+#: The only entries under ``chromasync/`` the zip may hold.
+SHARED_CORE = ("chromasync/__init__.py", "chromasync/core/")
 
 #: Distributions of the lock that only celery's command line uses (``celery shell``,
 #: its REPL and plugins); the handler never runs it. Together about 10 MB unzipped.
@@ -83,7 +86,7 @@ FORBIDDEN = frozenset(
     {
         "chromadb",
         "tasks",
-        "chromasync",
+        "celeryconfig.py",
         "benchmarks",
         "moto",
         "flask",
@@ -104,7 +107,7 @@ ZIP_MODE = 0o100644
 TOP_PACKAGES = 10
 
 #: Label of our own code in the size report.
-OWN_CODE = "chromasync producer (producers/, celeryconfig.py)"
+OWN_CODE = "chromasync producer (producers/, chromasync/core/)"
 
 
 @dataclass(frozen=True)
@@ -252,6 +255,11 @@ def collect(
             if prune_reason(name, None) is None:
                 entries[name] = Entry(name, path, OWN_CODE)
     found = sorted({name.split("/")[0] for name in entries} & FORBIDDEN)
+    found += sorted(
+        name
+        for name in entries
+        if name.startswith("chromasync/") and not name.startswith(SHARED_CORE)
+    )
     if found:
         raise SystemExit(f"refusing to build: the zip would contain {', '.join(found)}")
     return [entries[name] for name in sorted(entries)], dict(pruned)

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from botocore.config import Config
 
-from producers.config import AwsSettings, ConfigError
+from chromasync.core.config import AwsSettings, ConfigError
 from tasks.locks.backend import Lease, LockBackend, LockBackendError, LockInfo
 from tasks.locks.backends.dynamodb import DynamoDBLockBackend
 from tasks.locks.backends.redis import RedisLockBackend, redact_url
@@ -59,7 +59,7 @@ def lock_backend_from_url(
     Redis answer within that many seconds without retries, ``config`` is
     DynamoDB's botocore Config. Raises :class:`ConfigError` for a URL it cannot
     use. A DynamoDB lock table is made by ``chromasync provision``; using a
-    missing one raises :class:`~producers.resources.MissingResource`.
+    missing one raises :class:`~chromasync.core.resources.MissingResource`.
     """
     table = lock_table(url)
     if table is not None:

@@ -6,7 +6,7 @@ so the CLI can print it as is.
 
 from __future__ import annotations
 
-from producers.config import ConfigError
+from chromasync.core.config import ConfigError
 
 
 class SnapshotError(RuntimeError):

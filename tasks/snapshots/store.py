@@ -40,8 +40,8 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from producers.config import AwsSettings
-from producers.resources import (
+from chromasync.core.config import AwsSettings
+from chromasync.core.resources import (
     ACCESS_DENIED_CODES,
     MISSING_BUCKET_CODES,
     PROVISION_HINT,

@@ -21,7 +21,7 @@ from typing import Any
 
 from celery.signals import worker_init
 
-from celeryconfig import SNAPSHOT_TASK_NAME
+from chromasync.core.contract import SNAPSHOT_TASK_NAME
 from tasks.app import app, consumed_collections
 from tasks.config import WorkerSettings
 from tasks.runtime import UnknownCollection, get_runtime

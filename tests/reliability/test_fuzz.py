@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from producers.contract import validate_payload
+from chromasync.core.contract import validate_payload
 from producers.pipeline import StreamProcessor
 from producers.publishing import Publisher
 from tests.stack import Stack

@@ -21,7 +21,7 @@ Why this shape:
   as :class:`LockBackendError`, which callers treat as transient.
 * The table is made by ``chromasync provision`` (:data:`LOCK_TABLE_SCHEMA`);
   here it is only used, and a missing one is
-  :class:`~producers.resources.MissingResource`.
+  :class:`~chromasync.core.resources.MissingResource`.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from producers.config import AwsSettings
-from producers.resources import naming_missing_table
+from chromasync.core.config import AwsSettings
+from chromasync.core.resources import naming_missing_table
 from tasks.locks.backend import Lease, LockBackend, LockBackendError, LockInfo
 
 #: Partition key (type S) of the lock table: the lock's name.

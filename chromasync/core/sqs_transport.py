@@ -6,7 +6,7 @@ queue it does not find (``CreateQueue``). In a deployment only ``chromasync
 provision`` creates queues, and the producer and worker roles
 (``deploy/iam/*.json``) may do neither. This channel asks SQS for the URL of
 each queue it uses, once (``GetQueueUrl``, authorised against that queue's
-ARN), and turns a missing queue into :class:`~producers.resources.MissingResource`
+ARN), and turns a missing queue into :class:`~chromasync.core.resources.MissingResource`
 naming it. Celery selects it through ``broker_transport`` (``celeryconfig``),
 for the producer and the worker alike.
 
@@ -28,10 +28,10 @@ from amqp.protocol import queue_declare_ok_t
 from kombu.transport.SQS import Channel as SQSChannel
 from kombu.transport.SQS import Transport as SQSTransport
 
-from producers.resources import MissingResource, endpoint_of, queue_url
+from chromasync.core.resources import MissingResource, endpoint_of, queue_url
 
 #: The value of Celery's ``broker_transport`` that selects this transport.
-TRANSPORT_PATH = "producers.sqs_transport:LookupTransport"
+TRANSPORT_PATH = "chromasync.core.sqs_transport:LookupTransport"
 
 
 class LookupChannel(SQSChannel):

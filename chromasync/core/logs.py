@@ -35,7 +35,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from producers.config import ConfigError
+from chromasync.core.config import ConfigError
 
 #: Environment variable choosing the log format.
 LOG_FORMAT_ENV = "CHROMASYNC_LOG_FORMAT"

@@ -37,12 +37,14 @@ from pydantic import (
 )
 from typing_extensions import TypedDict
 
-from producers.entities import SPECS_BY_TYPE, EntityType
+from chromasync.core.entities import SPECS_BY_TYPE, EntityType
 
 #: Version of the payload layout; the worker refuses any other.
 SCHEMA_VERSION: Literal[1] = 1
 #: Celery task name of the worker's batch task.
 APPLY_TASK_NAME = "chromasync.apply_changes"
+#: Name of the periodic snapshot task (``tasks.snapshots.task``).
+SNAPSHOT_TASK_NAME = "chromasync.publish_snapshot"
 
 EventName = Literal["INSERT", "MODIFY", "REMOVE"]
 SequenceNumber = Annotated[str, StringConstraints(pattern=r"^\d{1,40}$")]

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
-from producers.entities import REGISTRY
+from chromasync.core.entities import REGISTRY
 
 #: Default DynamoDB table holding the receipt entities.
 DEFAULT_TABLE = "ReceiptsTable"
