@@ -17,7 +17,7 @@ from chromasync.core.config import Settings
 from chromasync.core.entities import CollectionRole
 from producers.changes import Detected, detect
 from producers.decoding import decode_record
-from producers.pipeline import ProcessReport, StreamProcessor, collection_for
+from producers.pipeline import ProcessReport, StreamProcessor
 from producers.publishing import Published, Publisher
 
 
@@ -51,11 +51,11 @@ class PerMessageProcessor(StreamProcessor):
                 "pk": record.keys["PK"],
                 "sk": record.keys["SK"],
                 "entity_type": str(change["entity_type"]),
-                "collection": collection_for(self.settings, role),
+                "collection": self.settings.collection_for(role),
                 "collection_role": role.value,
                 "keys": dict(change["keys"]),
             }
-            queue = collection_for(self.queues, role)
+            queue = self.queues.collection_for(role)
             app.send_task(APPLY_ONE_TASK, args=[message], queue=queue, retry=False)
             report.changes += 1
             report.published.append(Published(change["event_id"], message["collection"], queue, 1))

@@ -29,7 +29,7 @@ from chromasync.core.contract import ChangeBatch, WireBatch, wire_change
 from producers.changes import Detected, detect
 from producers.decoding import decode_record
 from producers.packing import Routed, pack, sized
-from producers.pipeline import StreamProcessor, collection_for
+from producers.pipeline import StreamProcessor
 from producers.publishing import Published, Publisher
 
 #: Records per ``process`` call, as the poller reads them (GetRecords' maximum).
@@ -202,7 +202,7 @@ def stage_costs(
     detected = [d for d in (detect(r, settings) for r in decoded) if isinstance(d, Detected)]
     fields = [dict(d.change) for d in detected]
     routed = [
-        Routed(collection_for(settings, role), d.change, sized(d.change)[1])
+        Routed(settings.collection_for(role), d.change, sized(d.change)[1])
         for d in detected
         for role in d.roles
     ]

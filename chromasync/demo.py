@@ -144,7 +144,7 @@ def run_demo(
         seed_table(table, specs)
         target = EmbeddedChromaTarget(workdir / "chroma")
         for collection in settings.collections:
-            role = "lines" if collection == settings.lines_collection else "words"
+            role = settings.role_of(collection)
             report.embeddings += seed_chroma(target, collection, role, specs)
         echo(f"seeded {receipts} receipts: table items and {report.embeddings} embeddings")
         collections = [target.collection(c) for c in settings.collections]

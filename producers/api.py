@@ -40,7 +40,7 @@ from producers.errors import (
     PublishFailed,
 )
 from producers.packing import Routed, pack, sized
-from producers.pipeline import ProcessReport, collection_for
+from producers.pipeline import ProcessReport
 from producers.publishing import Published, Publisher
 
 __all__ = [
@@ -139,7 +139,7 @@ def enqueue(
             routed.append(Routed(collection, wire, size))
             continue
         for role in SPECS_BY_TYPE[change.entity_type].roles:
-            routed.append(Routed(collection_for(settings, role), wire, size))
+            routed.append(Routed(settings.collection_for(role), wire, size))
     batches = pack(
         routed, settings.max_changes_per_task, producer=producer, per_receipt=settings.fifo
     )

@@ -82,13 +82,6 @@ def _sequence_of(raw: Any) -> str | None:
     return seq if isinstance(seq, str) else None
 
 
-def collection_for(settings: Settings, role: CollectionRole) -> str:
-    """The configured collection (``CHROMASYNC_COLLECTIONS``) that plays ``role``."""
-    if role is CollectionRole.LINES:
-        return settings.lines_collection
-    return settings.words_collection
-
-
 @contextlib.contextmanager
 def _collector_paused() -> Iterator[None]:
     """Pause Python's cyclic garbage collector for one page of records.
@@ -130,7 +123,7 @@ class StreamProcessor:
     def _collections_of(self, roles: tuple[CollectionRole, ...]) -> tuple[str, ...]:
         collections = self._collections.get(roles)
         if collections is None:
-            collections = tuple(collection_for(self.settings, role) for role in roles)
+            collections = tuple(self.settings.collection_for(role) for role in roles)
             self._collections[roles] = collections
         return collections
 

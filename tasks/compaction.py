@@ -23,6 +23,7 @@ from celery import Task
 from pydantic import ValidationError
 
 from chromasync.core.backoff import backoff_delay
+from chromasync.core.config import UnknownCollection
 from chromasync.core.contract import APPLY_TASK_NAME, ChangeBatch, validate_payload
 from chromasync.core.groups import receipt_group
 from chromasync.core.logs import change_fields, set_log_context
@@ -32,7 +33,7 @@ from tasks.deadletter import DeadLetter, now
 from tasks.errors import EmbeddingMissing, InvalidChange, is_transient
 from tasks.history import FailureHistory
 from tasks.intake import MalformedTaskCall, call_error
-from tasks.runtime import UnknownCollection, WorkerRuntime, get_runtime, subset
+from tasks.runtime import WorkerRuntime, get_runtime, subset
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +176,7 @@ def apply_changes(self: Task, *args: Any, **kwargs: Any) -> dict[str, Any]:
     try:
         batch, rejected = validate_payload(payload)
         if batch is not None:
-            runtime.role(batch.collection)
+            runtime.settings.shared.role_of(batch.collection)
     except (ValidationError, UnknownCollection) as exc:
         dead_letter(self, runtime, collection, payload, exc, past, permanent=True)
         return {"status": "rejected", "error": str(exc)[:500]}

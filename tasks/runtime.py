@@ -31,10 +31,6 @@ from tasks.writer import ChromaWriter, DeltaMerger, WriteResult
 log = logging.getLogger(__name__)
 
 
-class UnknownCollection(ValueError):
-    """A batch names a collection this deployment does not keep."""
-
-
 @dataclass
 class BatchOutcome:
     batch: ChangeBatch
@@ -72,17 +68,6 @@ class WorkerRuntime:
             settings, max_batch_size=self.target.max_batch_size
         )
         self.audit = AuditLog(settings.audit_log)
-
-    def role(self, collection: str) -> CollectionRole:
-        shared = self.settings.shared
-        if collection == shared.lines_collection:
-            return CollectionRole.LINES
-        if collection == shared.words_collection:
-            return CollectionRole.WORDS
-        raise UnknownCollection(
-            f"collection {collection!r} is not one of {list(shared.collections)} "
-            "(CHROMASYNC_COLLECTIONS)"
-        )
 
     def lease(self, collection: str) -> HeldLease:
         return lease_for(self.lock_backend, collection, self.settings)
@@ -133,7 +118,7 @@ class WorkerRuntime:
         other error makes the batch fall back to one change at a time, so one
         bad change fails alone.
         """
-        role = self.role(batch.collection)
+        role = self.settings.shared.role_of(batch.collection)
         outcome = BatchOutcome(batch)
         with self.lease(batch.collection) as held:
             outcome.fence = held.fence

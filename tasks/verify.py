@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chromasync.core.contract import Change, ChangeBatch
-from chromasync.core.entities import MERCHANT_FIELDS, TEXT_FIELDS, EntityType
+from chromasync.core.entities import MERCHANT_FIELDS, TEXT_FIELDS, CollectionRole, EntityType
 from tasks.chroma.target import ChromaTarget
 from tasks.projection import LABEL_SUMMARY_KEYS, Metadata, expected_embeddings
 from tasks.sources import WHOLE_RECEIPT, ReceiptKey, ReceiptState, TableReader
@@ -57,9 +57,9 @@ class Verifier:
         self,
         reader: TableReader,
         target: ChromaTarget,
-        collections: dict[str, str],
+        collections: dict[CollectionRole, str],
     ) -> None:
-        """``collections`` maps role (``lines``/``words``) to collection name."""
+        """``collections`` maps each role to check to its collection's name."""
         self.reader = reader
         self.target = target
         self.collections = collections

@@ -32,8 +32,7 @@ def main(args: argparse.Namespace) -> int:
     settings = WorkerSettings.from_env()
     shared = settings.shared
     wanted = shared.select_collections(args.collection)
-    roles = {"lines": shared.lines_collection, "words": shared.words_collection}
-    roles = {role: name for role, name in roles.items() if name in wanted}
+    roles = {role: name for role, name in shared.roles.items() if name in wanted}
     verifier = Verifier(
         TableReader(shared.aws, shared.table), chroma_target_from_settings(settings), roles
     )

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
-from chromasync.core.entities import REGISTRY
+from chromasync.core.entities import REGISTRY, CollectionRole
 
 #: Default DynamoDB table holding the receipt entities.
 DEFAULT_TABLE = "ReceiptsTable"
@@ -36,6 +36,10 @@ DEFAULT_MAX_CHANGES_PER_TASK = 500
 
 #: What may appear in an SQS queue name (and so in a prefix or collection).
 _SQS_NAME_PART = re.compile(r"[A-Za-z0-9_-]+")
+
+
+class UnknownCollection(ValueError):
+    """A collection name that ``CHROMASYNC_COLLECTIONS`` does not configure."""
 
 
 class ConfigError(ValueError):
@@ -218,6 +222,25 @@ class Settings:
     @property
     def words_collection(self) -> str:
         return self.collections[1]
+
+    @property
+    def roles(self) -> dict[CollectionRole, str]:
+        """Each role's collection; ``CHROMASYNC_COLLECTIONS`` lists them in role order."""
+        return dict(zip(CollectionRole, self.collections, strict=True))
+
+    def collection_for(self, role: CollectionRole) -> str:
+        """The configured collection that plays ``role``."""
+        return self.roles[role]
+
+    def role_of(self, collection: str) -> CollectionRole:
+        """The role a configured collection plays; :class:`UnknownCollection` for any other."""
+        for role, name in self.roles.items():
+            if name == collection:
+                return role
+        raise UnknownCollection(
+            f"collection {collection!r} is not one of {list(self.collections)} "
+            "(CHROMASYNC_COLLECTIONS)"
+        )
 
     def select_collections(self, wanted: str | None) -> list[str]:
         """``[wanted]``, or every collection when None; ConfigError for a name not configured."""

@@ -21,10 +21,11 @@ from typing import Any
 
 from celery.signals import worker_init
 
+from chromasync.core.config import UnknownCollection
 from chromasync.core.contract import SNAPSHOT_TASK_NAME
 from tasks.app import app, consumed_collections
 from tasks.config import WorkerSettings
-from tasks.runtime import UnknownCollection, get_runtime
+from tasks.runtime import get_runtime
 from tasks.snapshots.errors import SnapshotsUnsupported
 from tasks.snapshots.publish import SnapshotPublisher, check_supported
 from tasks.snapshots.restore import restore_if_empty
@@ -49,7 +50,7 @@ def publish_snapshot(collection: str) -> dict[str, Any]:
     runtime = get_runtime()
     settings = runtime.settings
     try:
-        runtime.role(collection)
+        runtime.settings.shared.role_of(collection)
         check_supported(settings)
     except (UnknownCollection, SnapshotsUnsupported) as exc:
         log.error("snapshot of %s refused: %s", collection, exc)
