@@ -32,7 +32,6 @@ import os
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from celery.events.dispatcher import EventDispatcher
 from celery.worker.consumer.consumer import Consumer
@@ -46,6 +45,8 @@ from celery.worker.consumer.tasks import Tasks
 from celery.worker.state import reserved_requests
 from kombu import Connection
 from kombu.common import ignore_errors
+
+from chromasync.core.urls import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -86,14 +87,6 @@ def events_connection(url: str) -> Connection:
             "socket_timeout": SOCKET_TIMEOUT,
         },
     )
-
-
-def redact(url: str) -> str:
-    """The URL with its password masked, for logs."""
-    parts = urlsplit(url)
-    if not parts.password:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
 
 
 class SideChannelDispatcher(EventDispatcher):
@@ -156,7 +149,7 @@ class SideChannelEvents(Events):
             for request in tuple(reserved_requests):
                 request.eventer = dispatcher
         if connection is not None:
-            log.info("worker events go to %s", redact(url))
+            log.info("worker events go to %s", redact_url(url))
 
     @staticmethod
     def _connect(url: str) -> Connection | None:
@@ -175,7 +168,7 @@ class SideChannelEvents(Events):
                     "worker events are off: %s (CHROMASYNC_EVENTS_URL) did not answer "
                     "(%s: %s); tasks are not affected, but Flower will not see this worker "
                     "until it restarts with the events channel up",
-                    redact(url),
+                    redact_url(url),
                     type(exc).__name__,
                     exc,
                 )

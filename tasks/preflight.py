@@ -43,6 +43,7 @@ from chromasync.core.resources import (
     not_permitted,
     queue_url,
 )
+from chromasync.core.urls import redact_url
 from tasks.config import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -203,7 +204,9 @@ def worker_probes(
         Probe(f"DynamoDB table {shared.table!r}", lambda: _source_table(settings, dynamodb))
     )
     probes.append(
-        Probe(f"lock store {_shown(settings.lock_url)}", lambda: _lock_store(settings, dynamodb))
+        Probe(
+            f"lock store {redact_url(settings.lock_url)}", lambda: _lock_store(settings, dynamodb)
+        )
     )
     if settings.chroma_url:
         url = settings.chroma_url
@@ -217,12 +220,6 @@ def worker_probes(
                 )
             )
     return probes
-
-
-def _shown(url: str) -> str:
-    from tasks.locks.backends.redis import redact_url
-
-    return redact_url(url)
 
 
 def run_probes(probes: Sequence[Probe]) -> None:

@@ -108,7 +108,8 @@ def flower_env(
 
 
 def main(args: argparse.Namespace) -> int:
-    from tasks.events import events_url, redact
+    from chromasync.core.urls import redact_url
+    from tasks.events import events_url
 
     found = credentials(os.environ)
     auth: tuple[str, str] | None
@@ -126,7 +127,8 @@ def main(args: argparse.Namespace) -> int:
         auth = found
     url = events_url()
     print(
-        f"chromasync flower: http://{args.address}:{args.port} reading events from {redact(url)}",
+        f"chromasync flower: http://{args.address}:{args.port} "
+        f"reading events from {redact_url(url)}",
         file=sys.stderr,
     )
     sys.stderr.flush()

@@ -12,9 +12,10 @@ from urllib.parse import urlsplit
 from botocore.config import Config
 
 from chromasync.core.config import AwsSettings, ConfigError
+from chromasync.core.urls import redact_url
 from tasks.locks.backend import Lease, LockBackend, LockBackendError, LockInfo
 from tasks.locks.backends.dynamodb import DynamoDBLockBackend
-from tasks.locks.backends.redis import RedisLockBackend, redact_url
+from tasks.locks.backends.redis import RedisLockBackend
 
 __all__ = [
     "ACCEPTED_FORMS",

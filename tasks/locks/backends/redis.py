@@ -23,12 +23,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from chromasync.core.urls import redact_url
 from tasks.locks.backend import Lease, LockBackend, LockBackendError, LockInfo
 
 #: Prefix of every lock key; the fence counter lives at ``<prefix><name>:fence``.
@@ -64,20 +64,6 @@ return 0
 """
 
 _T = TypeVar("_T")
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***``, safe for logs and error messages."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return "<unparseable URL>"
-    if not password:
-        return url
-    userinfo, _, hostinfo = parts.netloc.rpartition("@")
-    user = userinfo.partition(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{hostinfo}"))
 
 
 def lock_key(name: str) -> str:
