@@ -198,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     index_partition_queries()
     cache_fixed_lookups()
     # Before moto's API routes exist: it watches /moto-api/reset-auth.
-    from chromasync.motoiam import install_on_demand
+    from chromasync.motoiam.install import install_on_demand
 
     install_on_demand()
     if not args.moto_serializer:

@@ -24,7 +24,11 @@ import pytest
 from botocore.exceptions import ClientError
 
 from chromasync.local import MotoServer, wait_for
-from chromasync.motoiam import (
+from chromasync.motoiam.conditions import condition_holds
+from chromasync.motoiam.dynamodb import dynamodb_checks
+from chromasync.motoiam.expressions import expression_attribute_names, partition_key_values
+from chromasync.motoiam.matching import resource_matches
+from chromasync.motoiam.model import (
     Check,
     NotModelled,
     Outcome,
@@ -32,13 +36,8 @@ from chromasync.motoiam import (
     Undeterminable,
     Unsupported,
     Where,
-    condition_holds,
-    decide,
-    dynamodb_checks,
-    expression_attribute_names,
-    partition_key_values,
-    resource_matches,
 )
+from chromasync.motoiam.policy import decide
 from tests.iam import create_user_keys
 
 ACCOUNT = "123456789012"
