@@ -9,7 +9,7 @@ through the real pipeline (:class:`~producers.replay.Replayer`, a
 ``StreamProcessor`` and a ``Publisher`` sending to moto's SQS), once per mode,
 each in a fresh child process:
 
-* ``stream`` — :func:`producers.replay.read_input`, what ``chromasync replay`` does;
+* ``stream`` — :func:`producers.replay_input.shape.read_input`, what ``chromasync replay`` does;
 * ``whole`` — the reader before it: the file read and ``json.loads``-ed in one
   piece, then the same records fed to the same Replayer.
 
@@ -141,7 +141,9 @@ def child(mode: str, path: Path) -> dict[str, Any]:
     from chromasync.core.config import Settings
     from producers.pipeline import StreamProcessor
     from producers.publishing import Publisher
-    from producers.replay import Item, Replayer, ReplayInput, read_input
+    from producers.replay import Replayer
+    from producers.replay_input.model import Item, ReplayInput
+    from producers.replay_input.shape import read_input
 
     settings = Settings.from_env()
     replayer = Replayer(StreamProcessor(settings, Publisher(settings), source="bench"))

@@ -23,24 +23,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from producers.pipeline import StreamProcessor
-from producers.replay_input import (
+from producers.replay_input.model import (
     CUT_SHORT,
     UNREADABLE,
     UNREADABLE_HEAD_BYTES,
     InputProblem,
     Item,
     ReplayInput,
-    read_input,
 )
 
 __all__ = [
     "CHUNK_RECORDS",
-    "InputProblem",
-    "Item",
-    "ReplayInput",
     "ReplayReport",
     "Replayer",
-    "read_input",
 ]
 
 #: Records handed to the processor at once: big enough to pack full tasks,

@@ -55,7 +55,7 @@ def test_the_extras_modules_are_the_distributions_each_extra_adds() -> None:
 
 def test_the_base_install_is_the_producer() -> None:
     base = {Requirement(r).name for r in pyproject()["project"]["dependencies"]}
-    # ijson: `chromasync replay` streams a Lambda event of any size (producers/replay_input.py).
+    # ijson: `chromasync replay` streams a Lambda event of any size (producers/replay_input/).
     assert base == {"celery", "kombu", "boto3", "pydantic", "typing-extensions", "ijson"}
     # celery[sqs] would bring pycurl, kombu's SQS *consumer*: the producer only sends.
     assert all(not Requirement(r).extras for r in pyproject()["project"]["dependencies"])

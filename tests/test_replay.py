@@ -17,8 +17,8 @@ import pytest
 
 from chromasync.core.config import Settings
 from chromasync.local import free_port
-from producers.replay import read_input
-from producers.replay_input import BROKEN, CUT_SHORT, UNREADABLE, UNREADABLE_HEAD_BYTES
+from producers.replay_input.model import BROKEN, CUT_SHORT, UNREADABLE, UNREADABLE_HEAD_BYTES
+from producers.replay_input.shape import read_input
 from tests.producing import Queues, line_record, record
 
 

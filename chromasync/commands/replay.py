@@ -10,7 +10,7 @@ from typing import IO, Any
 
 from chromasync.commands.common import whole_number
 from chromasync.core.exits import EXIT_CONFIG
-from producers.replay_input import UNREADABLE_HEAD_BYTES
+from producers.replay_input.model import UNREADABLE_HEAD_BYTES
 
 #: Exit status when some record of the input was not published: a publish (or quarantine)
 #: failed, or the document was cut short or broken (the records read before were published).
@@ -74,7 +74,8 @@ def main(args: argparse.Namespace) -> int:
     from chromasync.progress import ProgressBar
     from producers.pipeline import StreamProcessor
     from producers.publishing import Publisher
-    from producers.replay import CHUNK_RECORDS, Replayer, read_input
+    from producers.replay import CHUNK_RECORDS, Replayer
+    from producers.replay_input.shape import read_input
 
     settings = Settings.from_env()
     replayer = Replayer(
