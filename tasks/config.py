@@ -85,7 +85,7 @@ class WorkerSettings:
         shared = Settings.from_env(env)
         default_lock = f"dynamodb://{shared.table}-locks"
         lock_url = env_url(
-            env, "CHROMASYNC_LOCK_URL", default_lock, {"redis", "rediss", "dynamodb"}
+            env, "CHROMASYNC_LOCK_URL", default_lock, {"redis", "rediss", "dynamodb", "memory"}
         )
         assert lock_url is not None
         ttl = env_float(env, "CHROMASYNC_LOCK_TTL", DEFAULT_LOCK_TTL, minimum=0.1)

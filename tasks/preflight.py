@@ -78,12 +78,18 @@ def check_settings(env: Mapping[str, str] | None = None) -> WorkerSettings:
     """Read every setting a worker reads; :class:`ConfigError` names the first wrong one."""
     from chromasync.core.celery_settings import celery_settings
     from chromasync.core.logs import log_format
-    from tasks.locks import lock_table
+    from tasks.locks import lock_location
     from tasks.metrics import metrics_url
 
     env = os.environ if env is None else env
     settings = WorkerSettings.from_env(env)
-    lock_table(settings.lock_url)  # the lock URL's own rules (a table name, a Redis host)
+    # The lock URL's own rules (a table name, a Redis host), then one a worker can share.
+    if lock_location(settings.lock_url).kind == "memory":
+        raise ConfigError(
+            f"CHROMASYNC_LOCK_URL={settings.lock_url!r} keeps locks inside one process, "
+            "but a worker's pool, other workers and `chromasync run` are other processes "
+            "that would write at the same time; use redis://HOST:PORT/DB or dynamodb://TABLE"
+        )
     metrics_url(env)
     log_format(env)
     celery_settings(env)

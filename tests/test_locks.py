@@ -1,6 +1,7 @@
-"""Lock backends against the real stores: redis-server and a moto server in server mode.
+"""Lock backends against the real stores (redis-server, a moto server in server mode) and
+the in-process one.
 
-Every behaviour test runs on both backends, since the worker must not care which
+Every behaviour test runs on every backend, since the worker must not care which
 one ``CHROMASYNC_LOCK_URL`` picked.
 """
 
@@ -25,9 +26,11 @@ from tasks.locks import (
     Lease,
     LockBackend,
     LockBackendError,
+    MemoryLockBackend,
     RedisLockBackend,
     lock_backend_from_url,
 )
+from tasks.preflight import check_settings
 from tests.servers import MotoServer, free_port, redis_url, wait_for
 
 #: Short enough for tests to wait out, long enough to survive a slow request.
@@ -44,11 +47,18 @@ def aws_for(url: str | None) -> AwsSettings:
     )
 
 
-@pytest.fixture(params=["redis", "dynamodb"])
+def memory_url() -> str:
+    """A store of this test's own: a fresh name is an empty store."""
+    return f"memory://test-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(params=["redis", "dynamodb", "memory"])
 def backend(request: pytest.FixtureRequest) -> Iterator[LockBackend]:
     if request.param == "redis":
         request.getfixturevalue("redis_client")  # clean db 15, fails clearly if Redis is down
         made: LockBackend = lock_backend_from_url(redis_url())
+    elif request.param == "memory":
+        made = lock_backend_from_url(memory_url())
     else:
         moto: MotoServer = request.getfixturevalue("moto")
         ensure_lock_table(aws_for(moto.url), TABLE)
@@ -246,6 +256,29 @@ def test_url_picks_redis() -> None:
     tls.close()
 
 
+def test_url_picks_memory_one_store_per_name() -> None:
+    url = memory_url()
+    first, same = lock_backend_from_url(url), lock_backend_from_url(f" {url}/ ")
+    other = lock_backend_from_url(memory_url())
+    assert isinstance(first, MemoryLockBackend) and "this process only" in first.where
+    lease = first.acquire("lines", token(), LONG_TTL)
+    assert lease is not None
+    # Backends of one URL share the locks, as clients of one Redis share its keys.
+    assert same.acquire("lines", token(), LONG_TTL) is None
+    assert same.info("lines").owner == lease.owner
+    assert same.release(lease)
+    # Another name is another store.
+    assert other.info("lines").fence == 0
+    assert other.acquire("lines", token(), LONG_TTL) is not None
+
+
+def test_workers_refuse_a_memory_lock() -> None:
+    """One process's locks cannot keep a worker pool's processes apart."""
+    env = {"CHROMASYNC_LOCK_URL": "memory://locks", "CHROMASYNC_METRICS_URL": "off"}
+    with pytest.raises(ConfigError, match="CHROMASYNC_LOCK_URL='memory://locks'.*one process"):
+        check_settings(env)
+
+
 def test_url_picks_dynamodb_and_creates_nothing(moto: MotoServer) -> None:
     aws = aws_for(moto.url)
     backend = lock_backend_from_url(f"dynamodb://{TABLE}", aws=aws)
@@ -279,13 +312,17 @@ def test_url_picks_dynamodb_and_creates_nothing(moto: MotoServer) -> None:
         "dynamodb://table/extra",
         "dynamodb://bad*name",
         "redis://",
+        "memory://",
+        "memory://store/extra",
+        "memory://store?x=1",
+        "memory://a*b",
     ],
 )
 def test_url_rejects_bad_urls(url: str) -> None:
     with pytest.raises(ConfigError, match="CHROMASYNC_LOCK_URL") as raised:
         lock_backend_from_url(url, aws=aws_for("http://127.0.0.1:1"))
     message = str(raised.value)
-    assert "redis://" in message and "dynamodb://TABLE" in message
+    assert "redis://" in message and "dynamodb://TABLE" in message and "memory://NAME" in message
 
 
 def test_url_error_hides_password() -> None:
