@@ -49,7 +49,7 @@ COMMAND_EXTRAS: dict[str, tuple[str, ...]] = {
 #: effort, kept in Redis) are turned off when the Redis client is not installed
 #: and the variable is not set, instead of failing on the missing client.
 METRICS_OFF_WITHOUT_REDIS = frozenset({"poll"})
-#: The variable :data:`METRICS_OFF_WITHOUT_REDIS` sets (``tasks.metrics``).
+#: The variable :data:`METRICS_OFF_WITHOUT_REDIS` sets (``tasks.metrics.store``).
 METRICS_URL_ENV = "CHROMASYNC_METRICS_URL"
 
 

@@ -21,19 +21,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from chromasync.assembly import Assembly
 from chromasync.components import Component, PollerComponent, WorkerComponent
 from chromasync.core.config import ConfigError, Settings
 from chromasync.provision import queues_empty
-from chromasync.shard_metrics import ShardMetrics
 from chromasync.supervisor import RestartPolicy, Supervisor
 from chromasync.workers import WorkerProcess
 from producers.checkpoints import checkpoint_store_from_env
-from producers.pipeline import StreamProcessor
 from producers.poller import StartPosition, StreamPoller
-from producers.publishing import Publisher
 from producers.quarantine import Quarantine
 from tasks.config import WorkerSettings
-from tasks.metrics import component_restarted
+from tasks.metrics.recording import component_restarted
 from tasks.preflight import (
     PROBE_KEY,
     Probe,
@@ -101,16 +99,9 @@ class RunningPipeline:
             raise ConfigError(
                 f"the log directory {str(self.log_dir)!r} cannot be created: {exc.strerror}"
             ) from exc
-        self._poller = PollerComponent(self._build_poller)
-        self._workers = [
-            WorkerComponent(
-                collection,
-                self.settings.queue_for(collection),
-                self.env,
-                self.log_dir / f"worker-{collection}.log",
-            )
-            for collection in self.settings.collections
-        ]
+        assembly = Assembly(self.settings, self.env, self.log_dir)
+        self._poller = assembly.poller_component(self.start, shard_metrics=True)
+        self._workers = [assembly.worker_component(c) for c in self.settings.collections]
         components: list[Component] = [self._poller, *self._workers]
         self.supervisor = Supervisor(components, self.policy, on_restart=component_restarted)
         try:
@@ -121,16 +112,6 @@ class RunningPipeline:
             self.supervisor.stop()
             raise
         return self
-
-    def _build_poller(self) -> StreamPoller:
-        processor = StreamProcessor(self.settings, Publisher(self.settings))
-        return StreamPoller(
-            self.settings,
-            processor,
-            checkpoint_store_from_env(self.env, self.settings.aws),
-            start=self.start,
-            on_shard=ShardMetrics.from_env(self.env),
-        )
 
     @property
     def workers(self) -> list[WorkerProcess]:

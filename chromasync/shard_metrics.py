@@ -14,7 +14,9 @@ import time
 from collections.abc import Mapping
 
 from producers.poller import ShardProgress
-from tasks.metrics import RECORDS_READ, MetricsStore, Writes
+from tasks.metrics.catalogue import RECORDS_READ
+from tasks.metrics.store import MetricsStore
+from tasks.metrics.writes import SHARD_PARTS, Writes
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +57,7 @@ class ShardMetrics:
         if progress.records:
             writes.inc(RECORDS_READ, (), progress.records)
         if progress.closed:
-            writes.shard_deletes.extend(
-                f"{shard}|{part}" for part in ("last_created_at", "last_read_at", "caught_up")
-            )
+            writes.shard_deletes.extend(f"{shard}|{part}" for part in SHARD_PARTS)
             self._written.pop(shard, None)
             return writes
         caught_up = progress.records == 0

@@ -27,12 +27,13 @@ from chromasync.core.config import UnknownCollection
 from chromasync.core.contract import APPLY_TASK_NAME, ChangeBatch, validate_payload
 from chromasync.core.groups import receipt_group
 from chromasync.core.logs import change_fields, set_log_context
-from tasks import metrics, progress
 from tasks.app import app
 from tasks.deadletter import DeadLetter, now
 from tasks.errors import EmbeddingMissing, InvalidChange, is_transient
 from tasks.history import FailureHistory
 from tasks.intake import MalformedTaskCall, call_error
+from tasks.metrics import recording as metrics
+from tasks.progress import recording as progress
 from tasks.runtime import WorkerRuntime, get_runtime, subset
 
 log = logging.getLogger(__name__)

@@ -79,7 +79,7 @@ def check_settings(env: Mapping[str, str] | None = None) -> WorkerSettings:
     from chromasync.core.celery_settings import celery_settings
     from chromasync.core.logs import log_format
     from tasks.locks import lock_location
-    from tasks.metrics import metrics_url
+    from tasks.metrics.store import metrics_url
 
     env = os.environ if env is None else env
     settings = WorkerSettings.from_env(env)

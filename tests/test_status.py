@@ -10,7 +10,7 @@ from chromasync.seed import demo_receipts
 from chromasync.shard_metrics import ShardMetrics
 from tasks.deadletter import DeadLetter, DeadLetterQueues
 from tasks.locks import lock_backend_from_url
-from tasks.progress import progress_store_from_url
+from tasks.progress.factory import progress_store_from_url
 from tests.stack import Stack
 
 

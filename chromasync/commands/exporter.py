@@ -2,11 +2,12 @@
 
 Nothing is kept in this process: at each scrape a custom collector reads the
 counters and histograms the workers and the poller add up in Redis
-(:mod:`tasks.metrics`), asks SQS for the depth of every queue, and asks the
-lock store for each collection's lock and last applied batch
-(:mod:`tasks.progress`). Run one exporter per deployment, anywhere that
-reaches those services; a service that does not answer turns its
-``chromasync_source_up`` to 0 and the rest of the scrape still succeeds.
+(:mod:`tasks.metrics.store`), asks SQS for the depth of every queue, and asks
+the lock store for each collection's lock and last applied batch
+(:mod:`tasks.progress`), all through :mod:`chromasync.probes`. Run one
+exporter per deployment, anywhere that reaches those services; a service
+that does not answer turns its ``chromasync_source_up`` to 0 and the rest of
+the scrape still succeeds.
 docs/metrics.md lists every metric.
 """
 
@@ -60,14 +61,13 @@ class ChromasyncCollector:
     """A prometheus_client collector that reads everything at scrape time."""
 
     def __init__(self, settings: WorkerSettings) -> None:
-        from chromasync.commands import status
-        from tasks.metrics import MetricsStore
+        from chromasync import probes
 
         self.settings = settings
-        self.sqs = status.sqs_client(settings.shared)
-        self.metrics: MetricsStore | None = MetricsStore.from_env()
-        self.locks, _where = status.lock_backend(settings)
-        self.progress = status.progress_store(settings)
+        self.sqs = probes.sqs_client(settings.shared)
+        self.metrics = probes.metrics_store()
+        self.locks, _where = probes.lock_backend(settings)
+        self.progress = probes.progress_store(settings)
 
     def collect(self) -> Iterator[Metric]:
         from prometheus_client.core import GaugeMetricFamily
@@ -106,7 +106,7 @@ class ChromasyncCollector:
             HistogramMetricFamily,
         )
 
-        from tasks.metrics import METRICS
+        from tasks.metrics.catalogue import METRICS
 
         if self.metrics is None:
             return
@@ -180,7 +180,7 @@ class ChromasyncCollector:
     def _locks(self, out: list[Metric]) -> None:
         from prometheus_client.core import GaugeMetricFamily
 
-        from chromasync.commands.status import last_applied, lock_infos
+        from chromasync.probes import last_applied, lock_infos
 
         collections = list(self.settings.shared.collections)
         held = GaugeMetricFamily(

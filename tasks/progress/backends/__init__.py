@@ -1,0 +1,1 @@
+"""One module per progress store: Redis, DynamoDB, this process's memory."""
