@@ -188,7 +188,8 @@ def provision(
     snapshot_bucket: bool = True,
 ) -> list[Provisioned]:
     """Create everything the settings in ``env`` name (see the module docstring)."""
-    from producers.checkpoints import CHECKPOINT_TABLE_SCHEMA, checkpoint_table
+    from producers.checkpoints import checkpoint_table
+    from producers.checkpoints.backends.dynamodb import CHECKPOINT_TABLE_SCHEMA
     from tasks.config import WorkerSettings
     from tasks.locks import lock_table
     from tasks.locks.backends.dynamodb import LOCK_TABLE_SCHEMA

@@ -20,7 +20,7 @@ from typing import Any, Literal
 from chromasync.core.backoff import backoff_delay
 from chromasync.core.config import ConfigError, Settings
 from chromasync.core.resources import DeploymentError, MissingResource, endpoint_of, not_permitted
-from producers.checkpoints import CheckpointStore
+from producers.checkpoints.backend import CheckpointStore
 from producers.decoding import MalformedRecord, _creation_time
 from producers.pipeline import ProcessReport, StreamProcessor
 

@@ -26,7 +26,8 @@ from chromasync.provision import (
     SOURCE_TABLE_SCHEMA,
     ensure_queues,
 )
-from producers.checkpoints import CHECKPOINT_TABLE_SCHEMA, DEFAULT_CHECKPOINT_URL
+from producers.checkpoints import DEFAULT_CHECKPOINT_URL
+from producers.checkpoints.backends.dynamodb import CHECKPOINT_TABLE_SCHEMA
 from producers.quarantine import QUARANTINE_RETENTION_SECONDS
 from tasks.deadletter import dead_letter_queue_attributes
 from tasks.locks.backends.dynamodb import LOCK_TABLE_SCHEMA

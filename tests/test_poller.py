@@ -14,7 +14,7 @@ from chromasync.core.config import Settings
 from chromasync.core.entities import image_pk, line_sk
 from chromasync.local import free_port, wait_for
 from chromasync.provision import SOURCE_TABLE_SCHEMA, provision
-from producers.checkpoints import CHECKPOINT_TABLE_SCHEMA
+from producers.checkpoints.backends.dynamodb import CHECKPOINT_TABLE_SCHEMA
 from tests.producing import IMAGE, Queues, stream_pages
 
 #: Records in the backlog: many pages of ``--batch-size`` records.

@@ -1,0 +1,1 @@
+"""Checkpoint backends, one module per store; pick one with ``producers.checkpoints``."""
