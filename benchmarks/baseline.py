@@ -22,7 +22,8 @@ from chromasync.core.attributes import decode_image
 from chromasync.core.celery_settings import celery_settings
 from chromasync.core.entities import line_embedding_id, word_embedding_id
 from tasks.audit import AuditLog
-from tasks.chroma.target import ChromaTarget, chroma_target_from_settings
+from tasks.chroma.factory import chroma_target_from_settings
+from tasks.chroma.target import ChromaTarget
 from tasks.config import WorkerSettings
 from tasks.lease import HeldLease
 from tasks.locks import lock_backend_from_url

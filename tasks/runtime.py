@@ -16,10 +16,11 @@ from typing import Any
 from chromasync.core.contract import Change, ChangeBatch
 from chromasync.core.entities import CollectionRole
 from tasks.audit import AuditLog
-from tasks.chroma.target import ChromaTarget, chroma_target_from_settings
+from tasks.chroma.factory import chroma_target_from_settings
+from tasks.chroma.target import ChromaTarget
 from tasks.config import WorkerSettings
 from tasks.deadletter import DeadLetterQueues
-from tasks.deltas import S3DeltaMerger
+from tasks.deltas.merger import S3DeltaMerger
 from tasks.errors import is_transient
 from tasks.lease import HeldLease, lease_for
 from tasks.locks import lock_backend_from_url

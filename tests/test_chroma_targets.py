@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from chromasync.core.config import ConfigError
-from tasks.chroma.target import chroma_target_from_settings
+from tasks.chroma.factory import chroma_target_from_settings
+from tasks.chroma.target import ChromaTarget
 from tasks.chroma.targets.embedded import DirectoryBusy, EmbeddedChromaTarget
 from tasks.chroma.targets.server import ServerChromaTarget
 from tasks.config import WorkerSettings
@@ -48,15 +49,28 @@ def test_the_lock_is_per_collection_directory(tmp_path: Path) -> None:
             pass
 
 
-def test_settings_pick_the_target(tmp_path: Path) -> None:
-    embedded = chroma_target_from_settings(
-        WorkerSettings.from_env({"CHROMASYNC_CHROMA_DIR": str(tmp_path)})
-    )
-    assert isinstance(embedded, EmbeddedChromaTarget) and embedded.root == tmp_path
-    server = chroma_target_from_settings(
-        WorkerSettings.from_env({"CHROMASYNC_CHROMA_URL": "http://127.0.0.1:8123"})
-    )
-    assert isinstance(server, ServerChromaTarget) and server.port == 8123
+@pytest.mark.parametrize(
+    ("setting", "value", "kind", "described"),
+    [
+        ("CHROMASYNC_CHROMA_DIR", "{tmp}", EmbeddedChromaTarget, "embedded directory {tmp}"),
+        (
+            "CHROMASYNC_CHROMA_URL",
+            "http://127.0.0.1:8123",
+            ServerChromaTarget,
+            "server http://127.0.0.1:8123",
+        ),
+    ],
+)
+def test_settings_pick_the_target(
+    setting: str, value: str, kind: type[ChromaTarget], described: str, tmp_path: Path
+) -> None:
+    settings = WorkerSettings.from_env({setting: value.format(tmp=tmp_path)})
+    target = chroma_target_from_settings(settings)
+    assert isinstance(target, kind)
+    assert target.describe() == described.format(tmp=tmp_path)
+
+
+def test_a_chroma_url_without_scheme_is_refused() -> None:
     with pytest.raises(ConfigError, match="CHROMASYNC_CHROMA_URL"):
         WorkerSettings.from_env({"CHROMASYNC_CHROMA_URL": "chroma:8000"})
 
@@ -73,18 +87,34 @@ def test_an_unreachable_chroma_server_says_so() -> None:
     assert is_transient(info.value)
 
 
-def test_a_chroma_server_that_is_overloaded_is_retried_one_that_refuses_is_not() -> None:
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        ("InternalError", True),  # 500
+        ("RateLimitError", True),  # 429
+        ("InvalidArgumentError", False),  # 400
+        ("NotFoundError", False),  # 404
+    ],
+)
+def test_a_chroma_server_error_is_retried_only_when_overloaded(error: str, transient: bool) -> None:
     import chromadb.errors
+
+    from tasks.errors import is_transient
+
+    assert is_transient(getattr(chromadb.errors, error)(error)) is transient
+
+
+@pytest.mark.parametrize(
+    ("status", "transient"), [(503, True), (502, True), (400, False), (422, False)]
+)
+def test_an_http_status_from_chroma_is_retried_only_when_it_may_pass(
+    status: int, transient: bool
+) -> None:
     import httpx
 
     from tasks.errors import is_transient
 
-    assert is_transient(chromadb.errors.InternalError("boom"))  # 500
-    assert is_transient(chromadb.errors.RateLimitError("slow down"))  # 429
-    assert not is_transient(chromadb.errors.InvalidArgumentError("bad metadata"))  # 400
-    assert not is_transient(chromadb.errors.NotFoundError("no such collection"))  # 404
     request = httpx.Request("POST", "http://127.0.0.1:8000/api/v2/update")
-    for status, transient in ((503, True), (502, True), (400, False), (422, False)):
-        response = httpx.Response(status, request=request)
-        error = httpx.HTTPStatusError(str(status), request=request, response=response)
-        assert is_transient(error) is transient, status
+    response = httpx.Response(status, request=request)
+    error = httpx.HTTPStatusError(str(status), request=request, response=response)
+    assert is_transient(error) is transient

@@ -55,7 +55,7 @@ from chromasync.seed import ReceiptSpec, demo_receipts, merchant_fields, seed_ch
 from chromasync.workers import WorkerProcess
 from producers import defaults, lambda_handler
 from producers.quarantine import QUARANTINE_RETENTION_SECONDS
-from tasks.chroma.target import chroma_target_from_settings
+from tasks.chroma.factory import chroma_target_from_settings
 from tasks.config import WorkerSettings
 from tasks.deadletter import DLQ_RETENTION_SECONDS
 from tests.cloudformation import (

@@ -34,16 +34,11 @@ from chromasync.seed import vector
 from tasks.chroma.persistent import open_directory
 from tasks.chroma.targets.embedded import EmbeddedChromaTarget
 from tasks.config import WorkerSettings
-from tasks.deltas import (
-    DeltaLocation,
-    DeltaNotReady,
-    InvalidDelta,
-    S3DeltaMerger,
-    UnsafeDelta,
-    parse_location,
-    run_sk,
-)
-from tasks.errors import is_transient
+from tasks.deltas.errors import InvalidDelta, UnsafeDelta
+from tasks.deltas.location import DeltaLocation, parse_location
+from tasks.deltas.merger import S3DeltaMerger
+from tasks.deltas.runs import run_sk
+from tasks.errors import DeltaNotReady, is_transient
 from tasks.lease import LeaseLost
 from tasks.runtime import WorkerRuntime
 from tests.servers import MotoServer
@@ -456,41 +451,28 @@ def worker_runtime(aws: AwsSettings, table: str, tmp_path: Path) -> WorkerRuntim
     return WorkerRuntime(settings, merge_delta=S3DeltaMerger.from_settings(settings))
 
 
-def test_worker_runtime_merges_a_run_batch_under_its_lease(
-    aws: AwsSettings, s3: Any, dynamodb: Any, table: str, tmp_path: Path
+@pytest.mark.parametrize(
+    "deleted", [(), (3,)], ids=["every line", "a line deleted before the merge"]
+)
+def test_worker_runtime_merges_the_embeddings_of_the_lines_the_table_holds(
+    deleted: tuple[int, ...], aws: AwsSettings, s3: Any, dynamodb: Any, table: str, tmp_path: Path
 ) -> None:
-    """The merger as the worker wires it: runtime → lease → plan → writer → merger."""
-    rows = stage_run(s3, dynamodb, table, tmp_path, range(1, COUNT + 1))
+    """The merger as the worker wires it: runtime → lease → plan → writer → merger.
+
+    The merge keeps to what the table holds when it runs: a late or retried merge of
+    a delta must not bring back the embedding of a line deleted meanwhile."""
+    kept = [lid for lid in range(1, COUNT + 1) if lid not in deleted]
+    rows = stage_run(s3, dynamodb, table, tmp_path, kept)
     runtime = worker_runtime(aws, table, tmp_path)
     try:
         outcome = runtime.apply_batch(ChangeBatch(collection="lines", changes=[run_change()]))
         assert outcome.failed == {}
-        assert outcome.result.merged == COUNT
-        assert_arrived(runtime.target.collection("lines"), rows)
+        assert outcome.result.merged == len(kept)
+        lines = runtime.target.collection("lines")
+        assert_arrived(lines, [row for row in rows if row[2]["line_id"] in kept])
+        assert lines.count() == len(kept)  # nothing of a deleted line came back
         again = runtime.apply_batch(ChangeBatch(collection="lines", changes=[run_change()]))
         assert again.result.merged == 0
-    finally:
-        runtime.close()
-    run = get_run(dynamodb, table)
-    assert run is not None and run["lines_merge_status"] == {"S": "COMPLETED"}
-
-
-def test_a_line_deleted_before_its_run_is_merged_does_not_come_back(
-    aws: AwsSettings, s3: Any, dynamodb: Any, table: str, tmp_path: Path
-) -> None:
-    """The merge keeps to what the table holds when it runs: a late or retried merge of
-    a delta must not bring back the embedding of a line deleted meanwhile."""
-    rows = stage_run(
-        s3, dynamodb, table, tmp_path, [lid for lid in range(1, COUNT + 1) if lid != 3]
-    )
-    runtime = worker_runtime(aws, table, tmp_path)
-    try:
-        outcome = runtime.apply_batch(ChangeBatch(collection="lines", changes=[run_change()]))
-        assert outcome.failed == {}
-        assert outcome.result.merged == COUNT - 1
-        lines = runtime.target.collection("lines")
-        assert lines.get(ids=[line_embedding_id(IMAGE, RECEIPT, 3)])["ids"] == []
-        assert_arrived(lines, [row for row in rows if row[2]["line_id"] != 3])
     finally:
         runtime.close()
     run = get_run(dynamodb, table)
@@ -545,16 +527,37 @@ def test_a_run_whose_delta_is_not_uploaded_yet_waits_alone(
         runtime.close()
 
 
-def test_delta_prefix_forms() -> None:
-    assert parse_location("s3://b/runs/1", None) == DeltaLocation("b", "runs/1/")
-    assert parse_location("runs/1/", "b") == DeltaLocation("b", "runs/1/")
-    tarball = parse_location("s3://b/runs/1/lines.tar.gz", "other")
-    assert tarball == DeltaLocation("b", "runs/1/lines.tar.gz") and tarball.is_tarball
-    with pytest.raises(InvalidDelta, match="CHROMASYNC_DELTA_BUCKET"):
-        parse_location("runs/1/", None)
-    for bad in ("s3://b", "s3://b/", "https://b/runs/1/"):
-        with pytest.raises(InvalidDelta):
-            parse_location(bad, "b")
+@pytest.mark.parametrize(
+    ("raw", "default_bucket", "expected"),
+    [
+        ("s3://b/runs/1", None, DeltaLocation("b", "runs/1/")),
+        ("runs/1/", "b", DeltaLocation("b", "runs/1/")),
+        ("s3://b/runs/1/lines.tar.gz", "other", DeltaLocation("b", "runs/1/lines.tar.gz")),
+    ],
+)
+def test_delta_prefix_forms(raw: str, default_bucket: str | None, expected: DeltaLocation) -> None:
+    location = parse_location(raw, default_bucket)
+    assert location == expected
+    assert location.is_tarball is raw.endswith(".tar.gz")
+
+
+@pytest.mark.parametrize(
+    ("raw", "default_bucket", "message"),
+    [
+        ("runs/1/", None, "CHROMASYNC_DELTA_BUCKET"),
+        ("s3://b", "b", "non-empty key prefix"),
+        ("s3://b/", "b", "non-empty key prefix"),
+        ("https://b/runs/1/", "b", "only s3://"),
+    ],
+)
+def test_delta_prefix_that_names_no_delta_is_refused(
+    raw: str, default_bucket: str | None, message: str
+) -> None:
+    with pytest.raises(InvalidDelta, match=message):
+        parse_location(raw, default_bucket)
+
+
+def test_delta_bucket_setting_is_a_bare_bucket_name() -> None:
     with pytest.raises(ConfigError, match="CHROMASYNC_DELTA_BUCKET"):
         WorkerSettings.from_env({"CHROMASYNC_DELTA_BUCKET": "s3://b"})
     assert WorkerSettings.from_env({}).delta_bucket is None

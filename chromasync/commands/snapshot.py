@@ -80,7 +80,7 @@ def _refused(what: str, exc: object) -> None:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from tasks.chroma.target import chroma_target_from_settings
+    from tasks.chroma.factory import chroma_target_from_settings
     from tasks.config import WorkerSettings
     from tasks.lease import LockBusy
     from tasks.locks import lock_backend_from_url

@@ -24,7 +24,7 @@ def register(sub: Any) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from producers.publishing import Publisher
-    from tasks.chroma.target import chroma_target_from_settings
+    from tasks.chroma.factory import chroma_target_from_settings
     from tasks.config import WorkerSettings
     from tasks.sources import TableReader
     from tasks.verify import Verifier, repair_changes

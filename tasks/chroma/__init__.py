@@ -1,5 +1,5 @@
-"""Chroma targets: where the worker writes (an embedded directory or a server)."""
+"""Chroma targets: where the worker writes (an embedded directory or a server).
 
-from tasks.chroma.target import ChromaTarget, ChromaUnavailable, chroma_target_from_settings
-
-__all__ = ["ChromaTarget", "ChromaUnavailable", "chroma_target_from_settings"]
+:mod:`~tasks.chroma.target` is the interface, :mod:`~tasks.chroma.targets` holds one
+module per target, :mod:`~tasks.chroma.factory` picks one from the settings.
+"""

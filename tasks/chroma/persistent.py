@@ -11,6 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+#: The file at the root of every Chroma ``PersistentClient`` directory.
+CHROMA_DB_FILE = "chroma.sqlite3"
+
 
 def open_directory(path: Path | str) -> Any:
     """A ``chromadb.PersistentClient`` on ``path`` (imports chromadb, which starts threads)."""

@@ -1,4 +1,4 @@
-"""The interface of a Chroma target, and the factory that picks one from settings.
+"""The interface of a Chroma target (the factory is :mod:`tasks.chroma.factory`).
 
 Collections are always opened with ``embedding_function=None``: chromasync
 passes embeddings explicitly and must never make Chroma download a model.
@@ -9,10 +9,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from tasks.config import WorkerSettings
+from typing import Any
 
 
 class ChromaUnavailable(RuntimeError):
@@ -40,16 +37,7 @@ class ChromaTarget(abc.ABC):
         """Release clients and file handles."""
 
 
-def chroma_target_from_settings(settings: WorkerSettings) -> ChromaTarget:
-    if settings.chroma_url:
-        from tasks.chroma.targets.server import ServerChromaTarget
-
-        return ServerChromaTarget(settings.chroma_url)
-    from tasks.chroma.targets.embedded import EmbeddedChromaTarget
-
-    return EmbeddedChromaTarget(settings.chroma_dir)
-
-
 def chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    """``items`` in consecutive lists of at most ``size`` (one Chroma call each)."""
     for start in range(0, len(items), size):
         yield items[start : start + size]

@@ -3,7 +3,7 @@
 The archive holds the directory's files under relative names (``chroma.sqlite3``,
 ``<segment id>/data_level0.bin``...), in sorted order with owners cleared, so
 its content depends on the files only. Unpacking reuses the delta merger's
-checked extraction (:func:`tasks.deltas.extract_tarball`): no links, devices,
+checked extraction (:func:`tasks.deltas.extract.extract_tarball`): no links, devices,
 absolute paths or ``..``; nothing is written when a member is refused.
 """
 
@@ -14,13 +14,14 @@ import hashlib
 import tarfile
 from pathlib import Path
 
-from tasks.deltas import InvalidDelta, extract_tarball
+from tasks.deltas.errors import InvalidDelta
+from tasks.deltas.extract import extract_tarball
 from tasks.snapshots.errors import CorruptSnapshot
 
 #: Bytes read at a time when hashing or streaming an archive.
 CHUNK = 1 << 20
-#: gzip level 1: the lease is held while packing, and embeddings (floats) barely compress:
-#: measured on 48 MiB of Chroma files, level 1 gave 36.4 MiB in 2.4 s, level 6 36.1 MiB in 2.9 s.
+#: gzip level 1: the lease is held while packing, and embeddings (floats) barely
+#: compress, so a higher level costs time for almost no size (BENCHMARKS.md).
 COMPRESS_LEVEL = 1
 
 

@@ -1,6 +1,6 @@
 """A consistent copy of an embedded Chroma directory, and the checks that a copy is whole.
 
-What a ``PersistentClient`` directory holds (chromadb 1.5, measured):
+What a ``PersistentClient`` directory holds (chromadb 1.5):
 
 * ``chroma.sqlite3``: collections, metadata and documents, and the write log
   (``embeddings_queue``). chromadb 1.5 keeps it in rollback-journal mode; a
@@ -33,8 +33,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.chroma.persistent import open_directory
-from tasks.deltas import CHROMA_DB_FILE
+from tasks.chroma.persistent import CHROMA_DB_FILE, open_directory
 from tasks.snapshots.errors import CorruptSnapshot, SnapshotError
 
 #: ``segments.scope`` of the segments whose folders hold an HNSW index.

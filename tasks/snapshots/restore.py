@@ -18,9 +18,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from tasks.chroma.persistent import CHROMA_DB_FILE
 from tasks.chroma.targets.embedded import WRITER_LOCK_FILE, EmbeddedChromaTarget
 from tasks.config import WorkerSettings
-from tasks.deltas import CHROMA_DB_FILE
 from tasks.snapshots.archive import unpack
 from tasks.snapshots.capture import inspect_directory, open_check
 from tasks.snapshots.errors import CorruptSnapshot, DirectoryNotEmpty, NoSnapshot

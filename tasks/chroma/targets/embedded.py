@@ -1,7 +1,7 @@
 """Embedded Chroma: one PersistentClient directory per collection.
 
-Two processes writing one PersistentClient directory corrupted embeddings
-on this machine until their writes were serialised. So each collection has
+Two processes writing one PersistentClient directory at once can corrupt
+its embeddings, so their writes are serialised. Each collection has
 its own directory (``{root}/{collection}``), and every batch of writes holds
 an exclusive ``flock`` on ``{root}/{collection}/.chromasync-writer.lock``: a
 second process cannot write the directory at the same time, even if the
