@@ -21,9 +21,9 @@ from tasks.snapshots.publish import (
     PublishResult,
     SnapshotPublisher,
     check_supported,
-    prune,
 )
 from tasks.snapshots.restore import RestoreResult, is_empty, restore_if_empty, restore_snapshot
+from tasks.snapshots.retention import prune
 from tasks.snapshots.store import SnapshotStore, StoredVersion
 
 __all__ = [

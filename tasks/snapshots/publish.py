@@ -14,7 +14,7 @@ The order is the whole point:
    the safety margin left, and write the pointer conditionally on what was
    read. A lost lease or a concurrent promotion aborts without promotion.
 5. Only after the pointer moved, and after the lease is released, delete the
-   versions beyond the newest N (:func:`prune`).
+   versions beyond the newest N (:func:`tasks.snapshots.retention.prune`).
 
 The lease is held from the copy to the promotion so that a writer that lost
 it can never promote, as the issue asks; writes wait meanwhile (a worker waits
@@ -48,6 +48,7 @@ from tasks.snapshots.errors import (
     UploadFailed,
 )
 from tasks.snapshots.layout import ARCHIVE_NAME, Manifest, Pointer, archive_key, version_id
+from tasks.snapshots.retention import prune
 from tasks.snapshots.store import SnapshotStore
 
 log = logging.getLogger(__name__)
@@ -293,25 +294,3 @@ class SnapshotPublisher:
                 "retention of %s snapshots failed (next publish retries): %s", collection, exc
             )
             return [], f"{type(exc).__name__}: {exc}"
-
-
-def prune(store: SnapshotStore, collection: str, keep: int) -> list[str]:
-    """Delete versions beyond the newest ``keep`` complete ones; returns those deleted.
-
-    Only versions not newer than the promoted one are considered (a newer one
-    may be a publish in flight); the promoted version is always kept; leftovers
-    of failed publishes older than it are deleted too.
-    """
-    if keep < 1:
-        raise ValueError(f"keep must be at least 1, got {keep}")
-    pointer, _etag = store.read_pointer(collection)
-    if pointer is None:
-        return []
-    settled = [v for v in store.versions(collection) if v.version <= pointer.version]
-    complete = [v.version for v in settled if v.complete]
-    kept = set(complete[-keep:]) | {pointer.version}
-    doomed = [v.version for v in settled if v.version not in kept]
-    for version in doomed:
-        store.delete_version(collection, version)
-        log.info("deleted snapshot %s of %s (keeping the newest %d)", version, collection, keep)
-    return doomed

@@ -10,56 +10,27 @@ Why it works the way it does:
 * The pointer is written with a conditional PUT (``If-Match`` the ETag read
   just before, or ``If-None-Match: *`` for the first one): if anyone else
   promoted in between, the write fails instead of overwriting theirs.
-* Downloads are streamed to disk and hashed on the way, single-threaded (no
-  transfer thread pool), so a restore may run in a process that forks later.
-* Transport failures become :class:`SnapshotStoreUnavailable` naming the endpoint.
+* Downloads are streamed to disk and hashed on the way.
+
+Plain S3 access (the client, transport failures, listing, deleting) is
+:class:`~tasks.snapshots.bucket.SnapshotBucket`.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
-from botocore.config import Config
-from botocore.exceptions import (
-    ClientError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    HTTPClientError,
-    IncompleteReadError,
-    ReadTimeoutError,
-    ResponseStreamingError,
-)
-from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.exceptions import ClientError
 
-from chromasync.core.config import AwsSettings
-from chromasync.core.resources import (
-    ACCESS_DENIED_CODES,
-    MISSING_BUCKET_CODES,
-    PROVISION_HINT,
-    MissingResource,
-    NotPermitted,
-    endpoint_of,
-    not_permitted,
-)
 from tasks.errors import aws_error_code
 from tasks.snapshots.archive import CHUNK
-from tasks.snapshots.errors import (
-    NoSnapshot,
-    PromotionRefused,
-    SnapshotError,
-    SnapshotNotFound,
-    SnapshotStoreUnavailable,
-    UploadFailed,
-)
+from tasks.snapshots.bucket import MISSING_CODES, SnapshotBucket
+from tasks.snapshots.errors import NoSnapshot, PromotionRefused, SnapshotNotFound, UploadFailed
 from tasks.snapshots.layout import (
     ARCHIVE_NAME,
     MANIFEST_NAME,
@@ -76,35 +47,8 @@ from tasks.snapshots.layout import (
 if TYPE_CHECKING:
     from tasks.config import WorkerSettings
 
-log = logging.getLogger(__name__)
-
-#: Timeouts and retries of snapshot S3 calls: a dead endpoint fails within
-#: seconds; botocore's standard mode absorbs brief throttling.
-S3_CONFIG = Config(
-    connect_timeout=5,
-    read_timeout=60,
-    retries={"mode": "standard", "max_attempts": 3},
-)
-#: Transport failures: no answer, a dropped connection, a timeout, a body cut short.
-_UNREACHABLE = (
-    EndpointConnectionError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    ReadTimeoutError,
-    ResponseStreamingError,
-    IncompleteReadError,
-    BotoConnectionError,
-    HTTPClientError,
-)
-#: S3 error codes meaning "that object or bucket is not there".
-_MISSING = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchBucket"})
 #: S3 error codes of a conditional write that lost the race.
 _CONFLICT = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"})
-
-#: Most keys one DeleteObjects call accepts.
-DELETE_BATCH = 1000
-
-_T = TypeVar("_T")
 
 
 @dataclass
@@ -122,63 +66,12 @@ class StoredVersion:
         return ARCHIVE_NAME in self.objects and MANIFEST_NAME in self.objects
 
 
-class SnapshotStore:
+class SnapshotStore(SnapshotBucket):
     """Snapshots of every collection in one bucket; one instance per process is enough."""
-
-    def __init__(self, bucket: str, aws: AwsSettings, s3: Any | None = None) -> None:
-        """The bucket is made by ``chromasync provision``; it is never created here."""
-        self.bucket = bucket
-        self.aws = aws
-        self._s3 = s3
 
     @classmethod
     def from_settings(cls, settings: WorkerSettings) -> SnapshotStore:
         return cls(settings.snapshot_bucket, settings.shared.aws)
-
-    @property
-    def s3(self) -> Any:
-        if self._s3 is None:
-            import boto3
-
-            self._s3 = boto3.client("s3", config=S3_CONFIG, **self.aws.client_kwargs())
-        return self._s3
-
-    def close(self) -> None:
-        """Close the S3 client's connections (before a fork, for example)."""
-        if self._s3 is not None:
-            self._s3.close()
-            self._s3 = None
-
-    def url(self, key: str = "") -> str:
-        return f"s3://{self.bucket}/{key}"
-
-    def _call(self, what: str, call: Callable[[], _T]) -> _T:
-        try:
-            return call()
-        except _UNREACHABLE as exc:
-            endpoint = self.aws.endpoint_url or f"AWS S3 ({self.aws.region})"
-            raise SnapshotStoreUnavailable(
-                f"S3 at {endpoint} is unreachable during {what}: {exc}"
-            ) from exc
-
-    # -- bucket -----------------------------------------------------------------------------
-
-    def check_bucket(self) -> None:
-        """Fail early, naming the bucket, when it does not exist (or cannot be used)."""
-        try:
-            self._call("bucket check", lambda: self.s3.head_bucket(Bucket=self.bucket))
-        except ClientError as exc:
-            if aws_error_code(exc) in MISSING_BUCKET_CODES:
-                raise MissingResource(
-                    "S3 bucket",
-                    self.bucket,
-                    endpoint_of(self.s3),
-                    hint=f"{PROVISION_HINT}, or set CHROMASYNC_SNAPSHOT_BUCKET to one that exists",
-                ) from exc
-            denied = not_permitted(exc, f"HeadBucket of {self.bucket!r} (s3:ListBucket)")
-            if denied is not None:
-                raise denied from exc
-            raise UploadFailed(f"cannot use bucket {self.bucket!r}: {exc}") from exc
 
     # -- one version ------------------------------------------------------------------------
 
@@ -188,7 +81,7 @@ class SnapshotStore:
         key = archive_key(collection, version)
         checksum = base64.b64encode(bytes.fromhex(sha256)).decode()
         with open(path, "rb") as body:
-            self._call(
+            self.call(
                 f"upload of {self.url(key)}",
                 lambda: self.s3.put_object(
                     Bucket=self.bucket,
@@ -206,7 +99,7 @@ class SnapshotStore:
         key = archive_key(collection, version)
         where = self.url(key)
         try:
-            head = self._call(
+            head = self.call(
                 f"check of {where}",
                 lambda: self.s3.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED"),
             )
@@ -226,7 +119,7 @@ class SnapshotStore:
 
     def put_manifest(self, manifest: Manifest) -> None:
         key = manifest_key(manifest.collection, manifest.version)
-        self._call(
+        self.call(
             f"upload of {self.url(key)}",
             lambda: self.s3.put_object(
                 Bucket=self.bucket,
@@ -236,23 +129,9 @@ class SnapshotStore:
             ),
         )
 
-    def _read_object(self, key: str) -> tuple[bytes, str] | None:
-        """The object's body and ETag; None when it does not exist."""
-        where = self.url(key)
-        try:
-            response = self._call(
-                f"read of {where}", lambda: self.s3.get_object(Bucket=self.bucket, Key=key)
-            )
-            raw = self._call(f"read of {where}", lambda: response["Body"].read())
-        except ClientError as exc:
-            if aws_error_code(exc) in _MISSING:
-                return None
-            raise
-        return raw, str(response["ETag"])
-
     def read_manifest(self, collection: str, version: str) -> Manifest:
         key = manifest_key(collection, version)
-        found = self._read_object(key)
+        found = self.read_object(key)
         if found is None:
             raise SnapshotNotFound(
                 f"version {version} of {collection!r} has no manifest at {self.url(key)}: "
@@ -265,11 +144,11 @@ class SnapshotStore:
         key = archive_key(collection, version)
         where = self.url(key)
         try:
-            response = self._call(
+            response = self.call(
                 f"download of {where}", lambda: self.s3.get_object(Bucket=self.bucket, Key=key)
             )
         except ClientError as exc:
-            if aws_error_code(exc) in _MISSING:
+            if aws_error_code(exc) in MISSING_CODES:
                 raise SnapshotNotFound(f"{where} is not there: {exc}") from exc
             raise
         digest = hashlib.sha256()
@@ -284,62 +163,20 @@ class SnapshotStore:
                     size += len(chunk)
                     out.write(chunk)
 
-        self._call(f"download of {where}", stream)
+        self.call(f"download of {where}", stream)
         return digest.hexdigest(), size
 
     def delete_version(self, collection: str, version: str) -> int:
         """Delete every object of a version; returns how many were deleted."""
-        prefix = version_prefix(collection, version)
-        keys = [key for key, _size, _at in self._objects(prefix)]
-
-        for start in range(0, len(keys), DELETE_BATCH):
-            objects = [{"Key": k} for k in keys[start : start + DELETE_BATCH]]
-            self._call(f"delete of {self.url(prefix)}", partial(self._delete, objects))
-        return len(keys)
-
-    def _delete(self, objects: list[dict[str, str]]) -> None:
-        """One DeleteObjects call; a key S3 did not delete is an error, never a silent skip.
-
-        DeleteObjects answers 200 even when keys fail (a denied ``s3:DeleteObject``
-        among them); the failures are listed in ``Errors``.
-        """
-        response = self.s3.delete_objects(
-            Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True}
-        )
-        errors = response.get("Errors", [])
-        if not errors:
-            return
-        first = errors[0]
-        what = f"deleting {len(errors)} of {len(objects)} objects in {self.url()}"
-        if first.get("Code") in ACCESS_DENIED_CODES:
-            raise NotPermitted(what + " (s3:DeleteObject)", RuntimeError(first.get("Message")))
-        raise SnapshotError(f"{what} failed: {first.get('Key')}: {first.get('Code')} {first}")
+        return self.delete_prefix(version_prefix(collection, version))
 
     # -- listing ----------------------------------------------------------------------------
-
-    def _objects(self, prefix: str) -> list[tuple[str, int, datetime]]:
-        """(key, size, last modified) of every object under ``prefix``; [] without a bucket."""
-        found: list[tuple[str, int, datetime]] = []
-
-        def collect() -> None:
-            paginator = self.s3.get_paginator("list_objects_v2")
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-                for obj in page.get("Contents", []):
-                    found.append((obj["Key"], int(obj["Size"]), obj["LastModified"]))
-
-        try:
-            self._call(f"listing of {self.url(prefix)}", collect)
-        except ClientError as exc:
-            if aws_error_code(exc) == "NoSuchBucket":
-                return []
-            raise
-        return found
 
     def versions(self, collection: str) -> list[StoredVersion]:
         """Every version of a collection with its objects, oldest first."""
         prefix = snapshots_prefix(collection)
         by_version: dict[str, StoredVersion] = {}
-        for key, size, modified in self._objects(prefix):
+        for key, size, modified in self.objects(prefix):
             version, _, name = key[len(prefix) :].partition("/")
             if not name or not is_version(version):
                 continue  # the pointer, or something that is not ours
@@ -354,7 +191,7 @@ class SnapshotStore:
     def read_pointer(self, collection: str) -> tuple[Pointer | None, str | None]:
         """(pointer, its ETag); (None, None) when nothing was promoted yet."""
         key = pointer_key(collection)
-        found = self._read_object(key)
+        found = self.read_object(key)
         if found is None:
             return None, None
         raw, etag = found
@@ -375,7 +212,7 @@ class SnapshotStore:
         key = pointer_key(collection)
         condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
         try:
-            self._call(
+            self.call(
                 f"promotion via {self.url(key)}",
                 lambda: self.s3.put_object(
                     Bucket=self.bucket,
