@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from chromasync.core.exits import EXIT_UNAVAILABLE
+from chromasync.core.urls import redact_url
 from chromasync.probes import (
     Unreachable,
     last_applied,
@@ -119,7 +120,7 @@ def _queues(screen: Screen, settings: Settings) -> None:
 
 def _locks(screen: Screen, settings: WorkerSettings) -> str | None:
     """The lock table; returns the store's name, or None when it did not answer."""
-    built = probe(settings.lock_url, lambda: lock_backend(settings))
+    built = probe(redact_url(settings.lock_url), lambda: lock_backend(settings))
     if isinstance(built, Unreachable):
         screen.add("", "locks")
         screen.failed(built)

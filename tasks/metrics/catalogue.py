@@ -9,14 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from chromasync.core.entities import EntityType
+from chromasync.core.entities import REGISTRY
 
 #: Label value for an entity type or event name a payload does not give (or gives wrongly).
 UNKNOWN = "unknown"
 #: Event names the contract knows; anything else is counted as :data:`UNKNOWN`.
 EVENT_NAMES = frozenset({"INSERT", "MODIFY", "REMOVE"})
-#: Entity type names the contract knows; anything else is counted as :data:`UNKNOWN`.
-ENTITY_NAMES = frozenset(e.value for e in EntityType)
+#: Entity type names the registry knows; anything else is counted as :data:`UNKNOWN`.
+ENTITY_NAMES = frozenset(str(spec.entity_type) for spec in REGISTRY)
 
 #: Buckets (seconds) of lock waits: mostly immediate, up to CHROMASYNC_LOCK_WAIT (10 s).
 LOCK_WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

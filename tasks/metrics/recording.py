@@ -106,11 +106,11 @@ def _applied(writes: Writes, batch: ChangeBatch, outcome: BatchOutcome, seconds:
     for index, change in enumerate(batch.changes):
         if index in outcome.waiting or index in outcome.failed:
             continue
-        writes.inc(APPLIED, (collection, change.entity_type.value, change.event_name))
+        writes.inc(APPLIED, (collection, str(change.entity_type), change.event_name))
         if change.approximate_creation_time is not None:
             writes.observe(
                 LAG,
-                (collection, change.entity_type.value),
+                (collection, str(change.entity_type)),
                 applied_at - change.approximate_creation_time,
             )
     writes.observe(LOCK_WAIT, (collection,), outcome.lock_wait)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 from chromasync.core.config import AwsSettings
+from tasks.locks import lock_location
 from tasks.progress.backend import ProgressStore
 
 
@@ -14,20 +14,18 @@ def progress_store_from_url(
 ) -> ProgressStore:
     """``dynamodb://TABLE``, ``memory://NAME`` or a Redis URL; nothing is connected yet.
 
-    The URL is assumed valid (``tasks.locks.lock_backend_from_url`` checks it).
+    The URL is read by the lock package's rules (:class:`ConfigError` if unusable).
     ``timeout`` (Redis) and ``config`` (DynamoDB's botocore Config) make a probe short.
     """
-    url = lock_url.strip()
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme == "dynamodb":
+    location = lock_location(lock_url)
+    if location.kind == "dynamodb":
         from tasks.progress.backends.dynamodb import DynamoDBProgressStore
 
-        return DynamoDBProgressStore(parts.netloc, aws or AwsSettings.from_env(), config)
-    if scheme == "memory":
+        return DynamoDBProgressStore(location.name, aws or AwsSettings.from_env(), config)
+    if location.kind == "memory":
         from tasks.progress.backends.memory import MemoryProgressStore
 
-        return MemoryProgressStore(parts.netloc)
+        return MemoryProgressStore(location.name)
     from tasks.progress.backends.redis import RedisProgressStore
 
-    return RedisProgressStore(url, timeout)
+    return RedisProgressStore(lock_url.strip(), timeout)
