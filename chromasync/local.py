@@ -16,9 +16,14 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import TypeVar
+
+from chromasync.processes import spawn, stop_process
 
 T = TypeVar("T")
+
+#: Seconds a server has to exit after SIGTERM before it is killed.
+STOP_TIMEOUT = 10.0
 
 #: Requests moto lets through unchecked after :meth:`MotoServer.relax_iam`: moto
 #: enforces IAM once it has let the count set by ``/moto-api/reset-auth`` through,
@@ -52,11 +57,6 @@ def wait_for(
         time.sleep(interval)
 
 
-def _spawn(command: list[str], log: Path | None) -> subprocess.Popen[bytes]:
-    out: IO[Any] | int = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
-    return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-
-
 @dataclass
 class LocalServer:
     """A server in a child process on 127.0.0.1: started, health-polled, stopped."""
@@ -79,13 +79,7 @@ class LocalServer:
         raise NotImplementedError
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, STOP_TIMEOUT)
 
 
 @dataclass
@@ -124,7 +118,7 @@ class MotoServer(LocalServer):
         ]
         if moto_serializer:
             command.append("--moto-serializer")
-        server = cls(port, _spawn(command, log))
+        server = cls(port, spawn(command, log=log))
         server._wait_healthy()
         return server
 
@@ -187,7 +181,7 @@ class ChromaServer(LocalServer):
             "--port",
             str(port),
         ]
-        server = cls(port, _spawn(command, log), path)
+        server = cls(port, spawn(command, log=log), path)
         server._wait_healthy()
         return server
 
@@ -222,7 +216,7 @@ class RedisServer(LocalServer):
             "--dir",
             str(directory),
         ]
-        server = cls(port, _spawn(command, None))
+        server = cls(port, spawn(command))
         server._wait_healthy(10)
         return server
 

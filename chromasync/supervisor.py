@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from chromasync.components import Component
+from chromasync.processes import stop_all
 
 log = logging.getLogger(__name__)
 
@@ -151,8 +152,4 @@ class Supervisor:
 
     def stop(self, timeout: float = 20.0) -> None:
         """Stop every component: all asked at once (warm shutdown), then each waited for."""
-        for watched in self._watched:
-            watched.component.request_stop()
-        deadline = time.monotonic() + timeout
-        for watched in self._watched:
-            watched.component.stop(max(0.0, deadline - time.monotonic()))
+        stop_all(self.components, timeout)

@@ -8,21 +8,27 @@ This is exactly what an operator runs by hand::
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from chromasync.processes import ask_to_stop, kill, spawn, stop_process
 
-def worker_command(queue: str, name: str, loglevel: str = "INFO") -> list[str]:
+#: The Celery app of chromasync's workers (``celery -A tasks``).
+TASKS_APP = "tasks"
+
+
+def worker_command(
+    queue: str, name: str, loglevel: str = "INFO", app: str = TASKS_APP
+) -> list[str]:
     return [
         sys.executable,
         "-m",
         "celery",
         "-A",
-        "tasks",
+        app,
         "worker",
         "-Q",
         queue,
@@ -80,29 +86,18 @@ class WorkerProcess:
         log_path: Path | None = None,
         cwd: Path | None = None,
         *,
+        app: str = TASKS_APP,
         with_parent: bool = False,
     ) -> WorkerProcess:
-        """Start a worker; ``with_parent``: it gets SIGTERM if this process dies."""
-        command = worker_command(queue, collection)
+        """Start a worker of ``app``; ``with_parent``: it gets SIGTERM if this process dies."""
+        command = worker_command(queue, collection, app=app)
         if with_parent:
             command = die_with_parent(command)
         offset = log_path.stat().st_size if log_path and log_path.exists() else 0
-        out = open(log_path, "ab") if log_path else None  # noqa: SIM115
-        try:
-            process = subprocess.Popen(
-                command,
-                env=dict(env),
-                stdout=out or subprocess.DEVNULL,
-                stderr=subprocess.STDOUT,
-                cwd=str(cwd) if cwd else None,
-                # Own process group, so kill() reaches the pool child and nothing else,
-                # and a Ctrl-C meant for `chromasync run` reaches the worker only as the
-                # warm shutdown run sends it.
-                start_new_session=True,
-            )
-        finally:
-            if out:
-                out.close()
+        # A session of its own, so kill() reaches the pool child and nothing else, and a
+        # Ctrl-C meant for `chromasync run` reaches the worker only as the warm shutdown
+        # run sends it.
+        process = spawn(command, log=log_path, env=env, cwd=cwd, new_session=True)
         return cls(collection, process, log_path, offset)
 
     @property
@@ -131,27 +126,15 @@ class WorkerProcess:
 
     def request_stop(self) -> None:
         """Ask for a warm shutdown (SIGTERM: finish the current task), without waiting."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+        ask_to_stop(self.process)
 
     def stop(self, timeout: float = 20.0) -> int:
         """Warm shutdown (SIGTERM: finish the current task), then SIGKILL the whole group."""
-        self.request_stop()
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-        return int(self.process.returncode or 0)
+        return int(stop_process(self.process, timeout, group=True) or 0)
 
     def kill(self) -> None:
         """SIGKILL the whole worker (main process and its pool child)."""
-        if self.process.poll() is None:
-            # Not reaped yet, so its pid (the group's id) cannot have been reused.
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                self.process.kill()
-            self.process.wait()
+        kill(self.process, group=True)
 
     def log_since_start(self) -> str:
         """What this process wrote to its log (not earlier runs appending to the same file)."""

@@ -27,6 +27,7 @@ import redis
 from chromasync.core.contract import APPLY_TASK_NAME
 from chromasync.core.entities import image_pk, receipt_sk
 from chromasync.local import RedisServer, free_port, wait_for
+from chromasync.processes import spawn, stop_process
 from chromasync.seed import ReceiptSpec, demo_receipts
 from chromasync.workers import WorkerProcess
 from tests.servers import redis_url
@@ -40,13 +41,12 @@ USER, PASSWORD = "ops", "flower-test-pw"
 def running_flower(env: dict[str, str], log: Path, *extra: str) -> Iterator[int]:
     """``chromasync flower`` on a free port until the block ends; yields the port."""
     port = free_port()
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "chromasync.cli", "flower", "--port", str(port), *extra],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    log.unlink(missing_ok=True)
+    process = spawn(
+        [sys.executable, "-m", "chromasync.cli", "flower", "--port", str(port), *extra],
+        log=log,
+        env=env,
+    )
     try:
 
         def listening() -> bool:
@@ -57,12 +57,7 @@ def running_flower(env: dict[str, str], log: Path, *extra: str) -> Iterator[int]
         wait_for(listening, 30, interval=0.1, what=f"flower on port {port}")
         yield port
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, 10)
 
 
 def _request(port: int, path: str, auth: tuple[str, str] | None) -> urllib.request.Request:

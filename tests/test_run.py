@@ -24,6 +24,7 @@ import boto3
 import pytest
 
 from chromasync.local import free_port, wait_for
+from chromasync.processes import stop_process
 from chromasync.provision import provision
 from chromasync.seed import demo_receipts
 from tests.stack import Stack
@@ -149,13 +150,7 @@ def running(stack: Stack, tmp_path: Path) -> Iterator[list[Run]]:
     runs: list[Run] = []
     yield runs
     for run in runs:
-        if run.process.poll() is None:
-            run.process.send_signal(signal.SIGTERM)
-            try:
-                run.process.wait(60)
-            except subprocess.TimeoutExpired:
-                run.process.kill()
-                run.process.wait()
+        stop_process(run.process, 60)
     left = processes_with(stack.env)
     for pid in left:
         os.kill(pid, signal.SIGKILL)
