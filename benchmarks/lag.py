@@ -170,7 +170,7 @@ def measure_lag(
             deadline = deadline or time.monotonic() + settle
             if time.monotonic() > deadline:
                 break
-        stack.check_workers()
+        stack.assembly.check_workers()
         written = {k: e for k, e in probes.items() if k in sent}
         by_role: dict[Role, list[str]] = {}
         for e in written.values():

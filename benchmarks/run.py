@@ -140,7 +140,7 @@ def run_bench(
 
         lags = []
         if knobs:
-            stack.stop_workers()
+            stack.assembly.stop_workers()
             stack.start_workers(extra_env=knobs)
         poller = stack.start_poller("chromasync", idle_sleep=idle_sleep, tag="-lag")
         try:
@@ -161,7 +161,7 @@ def run_bench(
         finally:
             poller.stop()
         report.sections["lag"] = lags
-        stack.stop_workers()
+        stack.assembly.stop_workers()
 
         per_message = per_message_queues(stack.settings)
         from chromasync.provision import ensure_queues
@@ -176,7 +176,7 @@ def run_bench(
         result = run_workload(stack, "per-message", ops, "per-message", timeout=profile.timeout)
         report.sections["per_message"] = result.to_json()
         say(f"per-message baseline: {result.changes_per_second:,.1f} changes/s")
-        stack.stop_workers()
+        stack.assembly.stop_workers()
 
         streams = stack.boto("dynamodbstreams")
         arn = stack.boto("dynamodb").describe_table(TableName=stack.settings.table)["Table"][

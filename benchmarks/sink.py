@@ -65,7 +65,7 @@ def measure_sink(
             if e.mode != "absent":
                 by_role[e.role].append(e.embedding_id)
     ids = {role: sorted(set(v)) for role, v in by_role.items() if v}
-    collections = {role: stack.collection(role) for role in ids}
+    collections = {role: stack.role_collection(role) for role in ids}
     written = calls = 0
     seconds = 0.0
     n = 0

@@ -1,49 +1,43 @@
 """One benchmark system: moto (server mode), redis-server, an embedded Chroma directory.
 
-The pieces are chromasync's own (``provision``, the seed
-helpers, :class:`~chromasync.workers.WorkerProcess`, :class:`~chromasync.local.MotoServer`),
-so what is measured is what ships. Timing comes from the workers' audit log
-(``CHROMASYNC_AUDIT_LOG``: wall-clock start and end of every Chroma write call), so
-the moment the last write ended is known exactly, whatever the benchmark's own
-polling interval.
+A :class:`~chromasync.localsystem.LocalSystem`, so the pieces are chromasync's
+own (``provision``, the seed helpers, the workers and the poller of
+:mod:`chromasync.assembly`) and what is measured is what ships. Timing comes from
+the workers' audit log (``CHROMASYNC_AUDIT_LOG``: wall-clock start and end of
+every Chroma write call), so the moment the last write ended is known exactly,
+whatever the benchmark's own polling interval.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from benchmarks.workload import Expect, Role, TableOp, final_expectations
-from chromasync.core.config import Settings
-from chromasync.local import MotoServer, wait_for
-from chromasync.provision import provision
-from chromasync.seed import (
-    ReceiptSpec,
-    seed_chroma,
-    seed_table,
-    table_items,
-    upload_deltas,
-)
-from chromasync.workers import WorkerProcess, worker_command
+from chromasync.local import wait_for
+from chromasync.localsystem import LocalSystem
+from chromasync.processes import spawn, stop_process
+from chromasync.seed import ReceiptSpec, table_items, upload_deltas
+from chromasync.workers import TASKS_APP, WorkerProcess
 from producers.checkpoints import checkpoint_store_from_env
 from producers.pipeline import ProcessReport, StreamProcessor
-from producers.poller import StreamPoller
 from producers.publishing import Publisher
-from tasks.chroma.targets.embedded import EmbeddedChromaTarget
 
 #: Bucket holding the staged receipts' deltas.
 DELTA_BUCKET = "chromasync-bench-deltas"
 #: Ids per Chroma ``get`` while checking visibility.
 CHECK_CHUNK = 2000
+#: Seconds a worker has to become ready: it starts while moto serves a seeded table.
+WORKER_READY_TIMEOUT = 90.0
+#: Seconds the poller process has to finish its round after SIGTERM.
+POLLER_STOP_TIMEOUT = 20.0
 
 
 class _SkipProcessor(StreamProcessor):
@@ -62,35 +56,17 @@ class PollerProcess:
     log_path: Path
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, POLLER_STOP_TIMEOUT)
 
 
-@dataclass
-class BenchStack:
-    workdir: Path
-    redis_url: str
-    moto: MotoServer
-    env: dict[str, str]
-    settings: Settings
-    workers: list[WorkerProcess] = field(default_factory=list)
-    _table: Any = None
-    _target: EmbeddedChromaTarget | None = None
+class BenchStack(LocalSystem):
+    """Built by :meth:`start`: its own moto, names of its own, Redis for locks, checkpoints
+    and metrics."""
 
     @classmethod
     def start(cls, workdir: Path, redis_url: str) -> BenchStack:
-        workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "logs").mkdir(exist_ok=True)
-        moto = MotoServer.start(log=workdir / "logs" / "moto.log")
         suffix = uuid.uuid4().hex[:8]
-        env = {
-            **os.environ,
-            **moto.client_env(),
+        settings = {
             "CHROMASYNC_TABLE": f"bench-{suffix}",
             "CHROMASYNC_QUEUE_PREFIX": f"bench{suffix}-",
             "CHROMASYNC_CHROMA_DIR": str(workdir / "chroma"),
@@ -99,13 +75,14 @@ class BenchStack:
             "CHROMASYNC_METRICS_URL": redis_url,
             "CHROMASYNC_EVENTS_URL": redis_url,
             "CHROMASYNC_AUDIT_LOG": str(workdir / "audit.jsonl"),
-            "ANONYMIZED_TELEMETRY": "False",
         }
-        for name in ("CELERY_BROKER_URL", "CHROMASYNC_CHROMA_URL", "CHROMASYNC_FIFO"):
-            env.pop(name, None)
-        settings = Settings.from_env(env)
-        provision(env, source_table=True)
-        return cls(workdir, redis_url, moto, env, settings)
+        logs = workdir / "logs"
+        return cls.on_moto(settings, logs, logs / "moto.log")
+
+    @property
+    def workdir(self) -> Path:
+        """Chroma, the audit log, the poller's ready files; ``logs/`` under it."""
+        return self.log_dir.parent
 
     # -- clients ---------------------------------------------------------------------------
 
@@ -114,37 +91,14 @@ class BenchStack:
 
         return boto3.client(service, **self.settings.aws.client_kwargs())
 
-    @property
-    def table(self) -> Any:
-        if self._table is None:
-            import boto3
-
-            resource = boto3.resource("dynamodb", **self.settings.aws.client_kwargs())
-            self._table = resource.Table(self.settings.table)
-        return self._table
-
-    @property
-    def target(self) -> EmbeddedChromaTarget:
-        if self._target is None:
-            self._target = EmbeddedChromaTarget(self.workdir / "chroma")
-        return self._target
-
     def collection_name(self, role: Role) -> str:
         return self.settings.lines_collection if role == "lines" else self.settings.words_collection
 
-    def collection(self, role: Role) -> Any:
-        return self.target.collection(self.collection_name(role))
+    def role_collection(self, role: Role) -> Any:
+        """The Chroma collection playing ``role``."""
+        return self.collection(self.collection_name(role))
 
     # -- data ------------------------------------------------------------------------------
-
-    def seed(self, receipts: list[ReceiptSpec]) -> tuple[int, int]:
-        """Table items and embeddings of the receipts; returns (items, embeddings)."""
-        items = seed_table(self.table, receipts)
-        embeddings = sum(
-            seed_chroma(self.target, self.collection_name(role), role, receipts)
-            for role in ("lines", "words")
-        )
-        return items, embeddings
 
     def stage_merges(
         self, specs: list[ReceiptSpec], first_index: int
@@ -172,15 +126,13 @@ class BenchStack:
     def skip_stream(self) -> str | None:
         """Checkpoint past every record now in the stream; returns the last sequence number.
 
-        moto numbers a shard's records consecutively, so the last one is found from
-        the first and the count of writes without reading them all (GetRecords costs
-        moto about a millisecond per record); it is checked, and if the check fails
-        the stream is read to its end instead.
+        moto numbers a shard's records consecutively, so the last one is found by
+        probing sequence numbers (a gallop, then a bisection) instead of reading every
+        record, which costs moto time per record; it is checked, and if the check
+        fails the stream is read to its end instead.
         """
         store = checkpoint_store_from_env(self.env, self.settings.aws)
-        poller = StreamPoller(
-            self.settings, _SkipProcessor(self.settings, Publisher(self.settings)), store
-        )
+        poller = self.assembly.poller(_SkipProcessor(self.settings, Publisher(self.settings)))
         poller.discover()
         streams = poller.streams
         (shard_id,) = poller.shards
@@ -232,48 +184,31 @@ class BenchStack:
 
     def start_workers(
         self,
-        app: str = "tasks",
+        app: str = TASKS_APP,
         queues: Mapping[str, str] | None = None,
         extra_env: Mapping[str, str] | None = None,
     ) -> list[WorkerProcess]:
-        """One worker per collection (concurrency 1), as an operator starts them."""
-        queues = queues or {c: self.settings.queue_for(c) for c in self.settings.collections}
-        env = {**self.env, **(extra_env or {})}
-        started = []
-        for collection, queue in queues.items():
-            log = self.workdir / "logs" / f"worker-{app}-{queue}.log"
-            if app == "tasks":
-                worker = WorkerProcess.start(collection, queue, env, log)
-            else:
-                command = worker_command(queue, queue)
-                command[command.index("-A") + 1] = app
-                out = open(log, "ab")  # noqa: SIM115 - handed to the child
-                process = subprocess.Popen(
-                    command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-                )
-                out.close()
-                worker = WorkerProcess(collection, process, log)
-            started.append(worker)
-        for worker in started:
-            wait_for(worker.ready, 90, interval=0.1, what="a worker")
-        self.workers.extend(started)
-        return started
+        """One worker per collection (concurrency 1), as an operator starts them.
 
-    def check_workers(self) -> None:
-        for worker in self.workers:
-            worker.check_alive()
+        ``queues`` maps each collection to the queue its worker consumes instead of its own.
+        """
+        queues = queues or {c: self.settings.queue_for(c) for c in self.settings.collections}
+        return self.assembly.start_workers(
+            list(queues),
+            queues=queues,
+            app=app,
+            log_names=[f"worker-{app}-{queue}.log" for queue in queues.values()],
+            extra_env=extra_env,
+            timeout=WORKER_READY_TIMEOUT,
+        )
 
     def pids(self) -> dict[str, int]:
         """Process ids of moto and each worker, by label (for CPU accounting)."""
+        assert self.moto is not None
         pids = {"moto": self.moto.process.pid}
         for worker in self.workers:
             pids[f"worker {worker.collection}"] = worker.process.pid
         return pids
-
-    def stop_workers(self) -> None:
-        for worker in self.workers:
-            worker.stop()
-        self.workers.clear()
 
     def start_poller(
         self, mode: str = "chromasync", idle_sleep: float | None = None, tag: str = ""
@@ -286,9 +221,7 @@ class BenchStack:
         command += ["--ready-file", str(ready)]
         if idle_sleep is not None:
             command += ["--idle-sleep", str(idle_sleep)]
-        out = open(log, "ab")  # noqa: SIM115 - handed to the child
-        process = subprocess.Popen(command, env=self.env, stdout=out, stderr=subprocess.STDOUT)
-        out.close()
+        process = spawn(command, log=log, env=self.env)
 
         def started() -> float | None:
             if process.poll() is not None:
@@ -302,7 +235,7 @@ class BenchStack:
     # -- observing Chroma ------------------------------------------------------------------
 
     def metadata(self, role: Role, ids: list[str]) -> dict[str, dict[str, Any]]:
-        got = self.collection(role).get(ids=ids, include=["metadatas"])
+        got = self.role_collection(role).get(ids=ids, include=["metadatas"])
         return dict(zip(got["ids"], got["metadatas"], strict=True))
 
     def pending(self, expectations: dict[tuple[Role, str], list[Expect]]) -> set[tuple[Role, str]]:
@@ -323,7 +256,7 @@ class BenchStack:
         left = final_expectations(ops)
         deadline = time.monotonic() + timeout
         while True:
-            self.check_workers()
+            self.assembly.check_workers()
             waiting = self.pending(left)
             left = {k: v for k, v in left.items() if k in waiting}
             if not left:
@@ -353,11 +286,3 @@ class BenchStack:
             handle.seek(offset)
             lines = handle.read().decode().splitlines()
         return [r for r in (json.loads(line) for line in lines if line) if r["event"] == "write"]
-
-    # -- teardown --------------------------------------------------------------------------
-
-    def close(self) -> None:
-        self.stop_workers()
-        if self._target is not None:
-            self._target.close()
-        self.moto.stop()

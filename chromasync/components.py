@@ -11,9 +11,8 @@ from __future__ import annotations
 import logging
 import threading
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 from chromasync.workers import WorkerProcess
@@ -48,12 +47,14 @@ class Component(Protocol):
 
 @dataclass
 class WorkerComponent:
-    """One ``celery -A tasks worker -Q QUEUE -c 1`` process, appending to one log file."""
+    """One celery worker process for a collection; ``launch`` starts a new one each time.
+
+    ``launch`` (see :meth:`chromasync.assembly.Assembly.worker`) appends every start
+    to the same log file.
+    """
 
     collection: str
-    queue: str
-    env: Mapping[str, str]
-    log_path: Path
+    launch: Callable[[], WorkerProcess]
     process: WorkerProcess | None = None
 
     @property
@@ -61,10 +62,10 @@ class WorkerComponent:
         return f"worker:{self.collection}"
 
     def start(self) -> None:
-        self.process = WorkerProcess.start(
-            self.collection, self.queue, self.env, self.log_path, with_parent=True
+        self.process = self.launch()
+        log.info(
+            "started %s (pid %d), logging to %s", self.name, self.process.pid, self.process.log_path
         )
-        log.info("started %s (pid %d), logging to %s", self.name, self.process.pid, self.log_path)
 
     def alive(self) -> bool:
         return self.process is not None and self.process.alive()
@@ -80,7 +81,7 @@ class WorkerComponent:
         tail = self.process.log_since_start().rstrip().splitlines()[-TAIL_LINES:]
         return (
             f"exited with status {self.process.process.returncode}; last lines of "
-            f"{self.log_path}:\n" + "\n".join(tail)
+            f"{self.process.log_path}:\n" + "\n".join(tail)
         )
 
     def request_stop(self) -> None:

@@ -19,13 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chromasync.core.config import Settings
 from chromasync.core.entities import MERCHANT_FIELDS, image_pk, receipt_sk
-from chromasync.local import MotoServer, redis_answers, wait_for
-from chromasync.provision import provision
+from chromasync.local import redis_answers, wait_for
+from chromasync.localsystem import LocalSystem
 from chromasync.runner import RunningPipeline
-from chromasync.seed import ReceiptSpec, demo_receipts, merchant_fields, seed_chroma, seed_table
-from tasks.chroma.targets.embedded import EmbeddedChromaTarget
+from chromasync.seed import ReceiptSpec, demo_receipts, merchant_fields
 
 #: Receipts seeded by the demo.
 DEMO_RECEIPTS = 8
@@ -108,48 +106,33 @@ def check_receipt(collections: list[Any], spec: ReceiptSpec, expected: dict[str,
 def run_demo(
     workdir: Path, receipts: int = DEMO_RECEIPTS, timeout: float = DEMO_TIMEOUT, echo: Any = print
 ) -> DemoReport:
-    import boto3
-
     started = time.monotonic()
     report = DemoReport(receipts=receipts)
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     echo(f"starting moto (SQS, DynamoDB + Streams, S3) on 127.0.0.1; logs in {workdir}")
-    moto = MotoServer.start(log=workdir / "moto.log")
+    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    settings_env = {
+        "CHROMASYNC_TABLE": "ReceiptsTable",
+        "CHROMASYNC_CHROMA_DIR": str(workdir / "chroma"),
+        "CHROMASYNC_CHECKPOINT_URL": "dynamodb://chromasync-checkpoints",
+    }
+    if redis_answers(redis_url):
+        settings_env["CHROMASYNC_LOCK_URL"] = redis_url
+        report.lock = f"redis ({redis_url})"
+    else:
+        settings_env["CHROMASYNC_LOCK_URL"] = "dynamodb://chromasync-locks"
+        report.lock = "dynamodb (chromasync-locks on moto)"
+    system = LocalSystem.on_moto(settings_env, workdir / "logs", workdir / "moto.log")
     try:
-        redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-        env = dict(os.environ)
-        env.update(
-            {
-                **moto.client_env(),
-                "CHROMASYNC_TABLE": "ReceiptsTable",
-                "CHROMASYNC_CHROMA_DIR": str(workdir / "chroma"),
-                "CHROMASYNC_CHECKPOINT_URL": "dynamodb://chromasync-checkpoints",
-                "ANONYMIZED_TELEMETRY": "False",
-            }
-        )
-        env.pop("CHROMASYNC_CHROMA_URL", None)
-        env.pop("CELERY_BROKER_URL", None)
-        if redis_answers(redis_url):
-            env["CHROMASYNC_LOCK_URL"] = redis_url
-            report.lock = f"redis ({redis_url})"
-        else:
-            env["CHROMASYNC_LOCK_URL"] = "dynamodb://chromasync-locks"
-            report.lock = "dynamodb (chromasync-locks on moto)"
-        os.environ.update(env)
-        settings = Settings.from_env(env)
-        provision(env, source_table=True)
-        table = boto3.resource("dynamodb", **settings.aws.client_kwargs()).Table(settings.table)
+        settings, table = system.settings, system.table
+        os.environ.update(system.env)
         specs = demo_receipts(receipts)
-        seed_table(table, specs)
-        target = EmbeddedChromaTarget(workdir / "chroma")
-        for collection in settings.collections:
-            role = settings.role_of(collection)
-            report.embeddings += seed_chroma(target, collection, role, specs)
+        report.embeddings = system.seed(specs)[1]
         echo(f"seeded {receipts} receipts: table items and {report.embeddings} embeddings")
-        collections = [target.collection(c) for c in settings.collections]
+        collections = [system.collection(c) for c in settings.collections]
 
-        with RunningPipeline(settings, env, workdir / "logs") as pipeline:
+        with RunningPipeline(system.assembly) as pipeline:
             pipeline.wait_ready(timeout=60)
             echo("workers ready; applying the seeded inserts from the stream")
             wait_for(pipeline.idle, timeout, interval=0.2, what="the seeded inserts to be applied")
@@ -188,7 +171,7 @@ def run_demo(
                     len(_receipt_embeddings(c, spec)) for c in collections
                 )
     finally:
-        moto.stop()
+        system.close()
     report.elapsed = time.monotonic() - started
     return report
 

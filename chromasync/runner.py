@@ -82,9 +82,9 @@ def check_pipeline(env: Mapping[str, str]) -> WorkerSettings:
 
 @dataclass
 class RunningPipeline:
-    settings: Settings
-    env: Mapping[str, str]
-    log_dir: Path
+    """The assembly's poller and one worker per collection, started and supervised."""
+
+    assembly: Assembly
     start: StartPosition = "TRIM_HORIZON"
     policy: RestartPolicy = field(default_factory=RestartPolicy)
     supervisor: Supervisor | None = None
@@ -99,9 +99,8 @@ class RunningPipeline:
             raise ConfigError(
                 f"the log directory {str(self.log_dir)!r} cannot be created: {exc.strerror}"
             ) from exc
-        assembly = Assembly(self.settings, self.env, self.log_dir)
-        self._poller = assembly.poller_component(self.start, shard_metrics=True)
-        self._workers = [assembly.worker_component(c) for c in self.settings.collections]
+        self._poller = self.assembly.poller_component(self.start, shard_metrics=True)
+        self._workers = [self.assembly.worker_component(c) for c in self.settings.collections]
         components: list[Component] = [self._poller, *self._workers]
         self.supervisor = Supervisor(components, self.policy, on_restart=component_restarted)
         try:
@@ -112,6 +111,19 @@ class RunningPipeline:
             self.supervisor.stop()
             raise
         return self
+
+    @property
+    def settings(self) -> Settings:
+        return self.assembly.settings
+
+    @property
+    def env(self) -> Mapping[str, str]:
+        return self.assembly.env
+
+    @property
+    def log_dir(self) -> Path:
+        """Where the workers' logs go."""
+        return self.assembly.log_dir
 
     @property
     def workers(self) -> list[WorkerProcess]:

@@ -1,4 +1,9 @@
-"""A whole chromasync system for one test: table, queues, seeded Chroma, real workers."""
+"""A whole chromasync system for one test: table, queues, seeded Chroma, real workers.
+
+A :class:`~chromasync.localsystem.LocalSystem` on the session's moto server,
+with what the tests ask of it: workers whose logs are never shared, a poller
+to drive by hand or in a thread, the CLI, and polls for the state they wait for.
+"""
 
 from __future__ import annotations
 
@@ -7,41 +12,29 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import boto3
 
-from chromasync.core.config import Settings
 from chromasync.core.entities import image_pk, receipt_sk
 from chromasync.local import wait_for
-from chromasync.provision import provision, queues_empty
-from chromasync.seed import ReceiptSpec, merchant_fields, seed_chroma, seed_table
+from chromasync.localsystem import LocalSystem
+from chromasync.provision import queues_empty
+from chromasync.seed import ReceiptSpec, merchant_fields
 from chromasync.workers import WorkerProcess
-from producers.checkpoints import checkpoint_store_from_env
 from producers.pipeline import StreamProcessor
 from producers.poller import StreamPoller
 from producers.publishing import Publisher
-from tasks.chroma.target import chroma_target_from_settings
-from tasks.config import WorkerSettings
 
 
-@dataclass
-class Stack:
-    env: dict[str, str]
-    tmp: Path
-    settings: Settings = field(init=False)
-    workers: list[WorkerProcess] = field(default_factory=list)
+class Stack(LocalSystem):
+    """``Stack(env, tmp_path)``: provisioned on the moto ``env`` points at; logs in ``tmp_path``."""
 
     def __post_init__(self) -> None:
-        self.settings = Settings.from_env(self.env)
-        provision(self.env, source_table=True)
-        kwargs = self.settings.aws.client_kwargs()
-        self.table = boto3.resource("dynamodb", **kwargs).Table(self.settings.table)
-        self.sqs = boto3.client("sqs", **kwargs)
-        self.worker_settings = WorkerSettings.from_env(self.env)
-        self.target = chroma_target_from_settings(self.worker_settings)
+        super().__post_init__()
+        self.sqs = boto3.client("sqs", **self.settings.aws.client_kwargs())
+        #: Workers started so far, stopped ones included: numbers their logs.
+        self.started = 0
 
     @property
     def lines(self) -> str:
@@ -51,24 +44,24 @@ class Stack:
     def words(self) -> str:
         return self.settings.words_collection
 
-    def seed(self, receipts: list[ReceiptSpec]) -> None:
-        seed_table(self.table, receipts)
-        seed_chroma(self.target, self.lines, "lines", receipts)
-        seed_chroma(self.target, self.words, "words", receipts)
-
-    def collection(self, name: str) -> Any:
-        return self.target.collection(name)
-
     def start_worker(
         self, collection: str, name: str | None = None, extra_env: dict[str, str] | None = None
     ) -> WorkerProcess:
-        log = self.tmp / f"worker-{name or collection}-{len(self.workers)}.log"
-        worker = WorkerProcess.start(
-            collection, self.settings.queue_for(collection), {**self.env, **(extra_env or {})}, log
+        """One more worker for ``collection``, logging to a file of its own (``name`` in it)."""
+        (worker,) = self.assembly.start_workers(
+            [collection], log_names=[self._log_name(name or collection)], extra_env=extra_env
         )
-        self.workers.append(worker)
-        wait_for(worker.ready, 60, interval=0.1, what=f"worker {collection}")
         return worker
+
+    def start_workers(self) -> None:
+        """One worker per collection, started together."""
+        names = self.settings.collections
+        self.assembly.start_workers(names, log_names=[self._log_name(c) for c in names])
+
+    def _log_name(self, name: str) -> str:
+        # Numbered: a worker started again for a collection gets a log of its own.
+        self.started += 1
+        return f"worker-{name}-{self.started - 1}.log"
 
     def send(self, payload: Any, collection: str) -> None:
         """Enqueue a raw payload the way another service would (send_task by name)."""
@@ -88,14 +81,10 @@ class Stack:
             timeout=120,
         )
 
-    def start_workers(self) -> None:
-        for collection in self.settings.collections:
-            self.start_worker(collection)
-
     def poller(self, publisher: Publisher | None = None) -> StreamPoller:
-        processor = StreamProcessor(self.settings, publisher or Publisher(self.settings))
-        return StreamPoller(
-            self.settings, processor, checkpoint_store_from_env(self.env, self.settings.aws)
+        """A poller to drive by hand (``poll_once``) or in a thread."""
+        return self.assembly.poller(
+            StreamProcessor(self.settings, publisher or Publisher(self.settings))
         )
 
     def queues_empty(self, include_dlq: bool = False) -> bool:
@@ -105,8 +94,7 @@ class Stack:
         """Poll the stream until it is read to the end and the workers emptied the queues."""
 
         def done() -> bool:
-            for worker in self.workers:
-                worker.check_alive()
+            self.assembly.check_workers()
             return poller.poll_once() == 0 and self.queues_empty()
 
         wait_for(done, timeout, interval=0.2, what="stream and queues to drain")
@@ -146,20 +134,17 @@ class Stack:
 
     @contextmanager
     def running(self, receipts: list[ReceiptSpec]) -> Iterator[StreamPoller]:
-        """Seed the receipts, start one worker per collection and the poller; stop them after."""
+        """Seed the receipts, start one worker per collection and the poller (in a thread, as
+        ``chromasync run`` runs it); stop the poller after."""
         self.seed(receipts)
         self.start_workers()
-        poller = self.poller()
-        thread, stop = run_poller_in_thread(poller)
+        poller = self.assembly.poller_component()
+        poller.start()
         try:
-            yield poller
+            assert poller.poller is not None
+            yield poller.poller
         finally:
-            stop.set()
-            thread.join(30)
-
-    def stop(self) -> None:
-        for worker in self.workers:
-            worker.stop(timeout=15)
+            poller.stop(30)
 
 
 def run_poller_in_thread(poller: StreamPoller) -> tuple[threading.Thread, threading.Event]:

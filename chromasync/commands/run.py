@@ -88,6 +88,7 @@ def main(args: argparse.Namespace) -> int:
         return 0 if not report.mismatches else 1
     if args.workdir is not None:
         args.parser.error("--workdir is for --demo; the pipeline's logs go to --log-dir")
+    from chromasync.assembly import Assembly
     from chromasync.core.config import Settings
     from chromasync.runner import NotReady, RunningPipeline
     from chromasync.supervisor import GaveUp, RestartPolicy
@@ -97,9 +98,8 @@ def main(args: argparse.Namespace) -> int:
     log_dir = args.log_dir or Path(DEFAULT_LOG_DIR)
     stop = stop_on_signals()
     try:
-        with RunningPipeline(
-            settings, dict(os.environ), log_dir, start=args.start, policy=policy
-        ) as pipeline:
+        assembly = Assembly(settings, dict(os.environ), log_dir)
+        with RunningPipeline(assembly, start=args.start, policy=policy) as pipeline:
             if not pipeline.wait_ready(stop):
                 return 0  # interrupted while starting
             print(
