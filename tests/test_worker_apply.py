@@ -303,23 +303,33 @@ def test_removing_the_last_label_clears_the_summary(system) -> None:
 # -- RECEIPT_LINE / RECEIPT_WORD -----------------------------------------------------------
 
 
-@pytest.mark.parametrize(("entity", "role"), [("RECEIPT_LINE", "lines"), ("RECEIPT_WORD", "words")])
+#: The line entity and the word entity, each with the role of its collection.
+LINE_AND_WORD = pytest.mark.parametrize(
+    ("entity", "role"), [("RECEIPT_LINE", "lines"), ("RECEIPT_WORD", "words")]
+)
+
+
+def line_or_word(spec: ReceiptSpec, entity: str, line_id: int) -> tuple[str, str, int | None]:
+    """(sort key, embedding id, word id) of line ``line_id``, or of that line's word 2."""
+    if entity == "RECEIPT_LINE":
+        return (
+            line_sk(spec.receipt_id, line_id),
+            line_embedding_id(spec.image_id, spec.receipt_id, line_id),
+            None,
+        )
+    return (
+        word_sk(spec.receipt_id, line_id, 2),
+        word_embedding_id(spec.image_id, spec.receipt_id, line_id, 2),
+        2,
+    )
+
+
+@LINE_AND_WORD
 @pytest.mark.parametrize("event", ["INSERT", "MODIFY"])
 def test_line_and_word_insert_modify_set_their_metadata(system, entity, role, event) -> None:
     stack, runtime, (spec, _other) = system
     collection = stack.lines if role == "lines" else stack.words
-    if entity == "RECEIPT_LINE":
-        sk, eid, word_id = (
-            line_sk(spec.receipt_id, 3),
-            line_embedding_id(spec.image_id, spec.receipt_id, 3),
-            None,
-        )
-    else:
-        sk, eid, word_id = (
-            word_sk(spec.receipt_id, 3, 2),
-            word_embedding_id(spec.image_id, spec.receipt_id, 3, 2),
-            2,
-        )
+    sk, eid, word_id = line_or_word(spec, entity, 3)
     stack.table.update_item(
         Key={"PK": image_pk(spec.image_id), "SK": sk},
         UpdateExpression="SET #t = :t, is_noise = :n, confidence = :c",
@@ -333,23 +343,12 @@ def test_line_and_word_insert_modify_set_their_metadata(system, entity, role, ev
     assert '"width":0.3' in m["bounding_box"]
 
 
-@pytest.mark.parametrize(("entity", "role"), [("RECEIPT_LINE", "lines"), ("RECEIPT_WORD", "words")])
+@LINE_AND_WORD
 def test_line_and_word_remove_delete_their_embedding(system, entity, role) -> None:
     stack, runtime, (spec, _other) = system
     collection = stack.lines if role == "lines" else stack.words
     before = receipt_ids(stack, collection, spec)
-    if entity == "RECEIPT_LINE":
-        sk, eid, word_id = (
-            line_sk(spec.receipt_id, 1),
-            line_embedding_id(spec.image_id, spec.receipt_id, 1),
-            None,
-        )
-    else:
-        sk, eid, word_id = (
-            word_sk(spec.receipt_id, 1, 2),
-            word_embedding_id(spec.image_id, spec.receipt_id, 1, 2),
-            2,
-        )
+    sk, eid, word_id = line_or_word(spec, entity, 1)
     stack.table.delete_item(Key={"PK": image_pk(spec.image_id), "SK": sk})
     outcome = runtime.apply_batch(
         batch(collection, make_change(entity, "REMOVE", spec, 1, word_id))
