@@ -1,4 +1,4 @@
-# The two commands of the README: `make run` and `make test`.
+# The two commands of the README: `make run` and `make test` (`make test-fast` for the fast lane).
 # Both create the virtualenv (.venv, Python >= 3.11) and install the project first,
 # with every extra: the worker side, the demo, the benchmarks and the dev tools.
 
@@ -6,6 +6,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+
+# The tests `make test-fast` selects (markers in pyproject.toml, tests/conftest.py).
+FAST_LANE := not slow and not reliability and not real_store
 
 # What `make lock` runs: uv, pinned, in a throwaway virtualenv of its own.
 LOCK_TOOLS := .chromasync/tools
@@ -15,7 +18,7 @@ LOCK_FLAGS ?=
 LOCK_COMPILE = $(LOCK_TOOLS)/bin/uv pip compile --quiet --python-version 3.11 --generate-hashes \
 	--custom-compile-command "make lock" $(LOCK_FLAGS)
 
-.PHONY: run test lint check-compose services clean lambda-zip lock cfn
+.PHONY: run test test-fast lint check-compose services clean lambda-zip lock cfn
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("chromasync needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -28,9 +31,15 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/chromasync run --demo
 
-## test: start what the tests need (redis-server on 127.0.0.1:6379), run every suite
+## test: start what the tests need (redis-server on 127.0.0.1:6379), run every suite,
+## then name the 15 slowest tests
 test: $(STAMP) services
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
+
+## test-fast: the pure and single-service tests, in-process, stores on their memory
+## backend (under a minute); no whole system, workers, CLI processes, builds or linters
+test-fast: $(STAMP) services
+	$(BIN)/python -m pytest -m "$(FAST_LANE)"
 
 ## services: make sure redis-server answers on 127.0.0.1:6379 (moto is started by the tests)
 services:

@@ -1,4 +1,11 @@
-"""Fixtures: a moto server for the session, a clean Redis db, and the env pointing at both."""
+"""Fixtures: a moto server for the session, a clean Redis db, and the env pointing at both.
+
+Two lanes: ``make test`` runs everything; ``make test-fast`` leaves out the tests marked
+``slow`` or ``real_store`` (see ``[tool.pytest.ini_options]`` markers in pyproject.toml).
+A test is ``slow`` when it uses a whole-system fixture (:data:`WHOLE_SYSTEM_FIXTURES`,
+marked here) or is marked in its module: it starts processes (workers, the demo, CLI
+commands, a build, a linter) or waits out a dead service's retries.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,15 @@ import redis
 from chromasync.core.entities import REGISTRY
 from tests.servers import MotoServer, redis_url
 from tests.stack import Stack
+
+#: Fixtures that build the whole system (moto, Redis, Chroma, often worker processes).
+WHOLE_SYSTEM_FIXTURES = frozenset({"stack", "stack_env"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if WHOLE_SYSTEM_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

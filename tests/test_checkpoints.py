@@ -41,7 +41,15 @@ def aws_for(moto: MotoServer) -> AwsSettings:
 Opener = Callable[[], CheckpointStore]
 
 
-@pytest.fixture(params=["dynamodb", "redis", "memory"])
+#: The stores every behaviour case runs on; ``make test-fast`` keeps the memory one only.
+STORES = [
+    pytest.param("dynamodb", marks=pytest.mark.real_store),
+    pytest.param("redis", marks=pytest.mark.real_store),
+    "memory",
+]
+
+
+@pytest.fixture(params=STORES)
 def opener(request: pytest.FixtureRequest) -> Iterator[Opener]:
     if request.param == "dynamodb":
         moto: MotoServer = request.getfixturevalue("moto")

@@ -8,6 +8,9 @@ import sys
 
 import pytest
 
+#: Each test runs ``python -m chromasync.cli``: a process, outside ``make test-fast``.
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.parametrize(
     ("args", "message"),

@@ -18,6 +18,9 @@ from chromasync.core.exits import EXIT_OUTPUT_CLOSED
 from chromasync.provision import ensure_queues
 from tasks.deadletter import DeadLetter, DeadLetterQueues
 
+#: Each test runs ``python -m chromasync``: a process, outside ``make test-fast``.
+pytestmark = pytest.mark.slow
+
 #: Bytes a Linux pipe holds before its writer blocks (the default capacity).
 PIPE_CAPACITY = 64 * 1024
 

@@ -62,6 +62,7 @@ def resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
 
 
+@pytest.mark.slow
 def test_cfn_lint_finds_nothing() -> None:
     """Zero errors, warnings and informational findings (-I)."""
     cfn_lint = Path(sys.executable).with_name("cfn-lint")

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from chromasync.commands import COMMANDS
@@ -82,6 +83,7 @@ def test_no_variable_is_required_so_compose_always_starts() -> None:
         interpolate(match[0], {})  # raises for ${NAME:?...}, which stops every service
 
 
+@pytest.mark.slow
 def test_without_a_flower_password_only_flower_stops(tmp_path: Path) -> None:
     flower = compose()["services"]["flower"]
     password = interpolate(flower["environment"]["CHROMASYNC_FLOWER_PASSWORD"], {})

@@ -212,6 +212,7 @@ def test_the_image_lock_holds_its_build_backend() -> None:
 LOCK_PLATFORM = sys.platform == "linux" and platform.machine() == "x86_64"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not LOCK_PLATFORM or sys.version_info[:2] != (3, 11),
     reason="the lock is for CPython 3.11 on Linux x86_64",

@@ -84,6 +84,7 @@ def test_enqueue_refuses_bad_input_before_sending_anything(producer_env: dict[st
 def test_enqueue_reports_what_was_not_sent(
     producer_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+@pytest.mark.slow
     monkeypatch.setenv("CELERY_BROKER_URL", f"sqs://testing:testing@127.0.0.1:{free_port()}")
     with pytest.raises(PublishFailed, match="127.0.0.1") as caught:
         producers.enqueue([label_change(1), label_change(2)])

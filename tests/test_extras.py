@@ -89,6 +89,7 @@ NEEDS = [
 ]
 
 
+@pytest.mark.slow
 def test_a_command_without_its_extra_names_it_and_exits_2(tmp_path: Path) -> None:
     # One child for every command: the check runs before anything is started.
     code = (
@@ -110,6 +111,7 @@ def test_a_command_without_its_extra_names_it_and_exits_2(tmp_path: Path) -> Non
         assert "Traceback" not in message
 
 
+@pytest.mark.slow
 def test_replay_runs_on_the_base_install(producer_env: dict[str, str], tmp_path: Path) -> None:
     from tests.producing import line_record
 
@@ -127,6 +129,7 @@ def test_replay_runs_on_the_base_install(producer_env: dict[str, str], tmp_path:
     assert [c.sequence_int for c in task.batch.changes] == [7]
 
 
+@pytest.mark.slow
 def test_poll_runs_on_the_base_install_with_metrics_off(
     producer_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -151,6 +154,7 @@ def test_poll_runs_on_the_base_install_with_metrics_off(
     assert [c.event_name for c in task.batch.changes] == ["INSERT"]
 
 
+@pytest.mark.slow
 def test_redis_checkpoints_on_the_base_install_name_the_extra(
     producer_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -165,6 +169,7 @@ def test_redis_checkpoints_on_the_base_install_name_the_extra(
     assert "Traceback" not in stderr
 
 
+@pytest.mark.slow
 def test_an_unreachable_endpoint_on_the_base_install_exits_3(
     producer_env: dict[str, str], tmp_path: Path
 ) -> None:

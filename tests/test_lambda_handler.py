@@ -80,6 +80,7 @@ def test_ignored_and_malformed_records_do_not_block_the_shard(
     assert "SequenceNumber" in kept[1]["error"]
 
 
+@pytest.mark.slow
 def test_a_dead_broker_reports_the_first_unpublished_record_and_every_later_one(
     producer_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -108,6 +109,7 @@ def second_moto() -> Iterator[MotoServer]:
     server.stop()
 
 
+@pytest.mark.slow
 def test_a_broker_lost_mid_batch_reports_from_the_first_unsent_record(
     producer_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, second_moto: MotoServer
 ) -> None:
@@ -178,6 +180,7 @@ def test_the_pipeline_is_built_once_per_container(
     assert [c.sequence_int for t in queues.tasks("lines") for c in t.batch.changes] == [1, 2]
 
 
+@pytest.mark.slow
 def test_importing_the_handler_stays_light(producer_env: dict[str, str]) -> None:
     """A Lambda zip has neither chromadb nor the worker code; the handler must not need them."""
     Queues(Settings.from_env())

@@ -28,6 +28,9 @@ from producers.quarantine import QUARANTINE_SUFFIX
 from tests.lambda_build import ROOT, SCRIPT, build_module, isolated
 from tests.producing import IMAGE, Queues, decode_task, line_record, record
 
+#: The zip is built by a process (pip on a first build): outside ``make test-fast``.
+pytestmark = pytest.mark.slow
+
 #: Modules a producer-only package must not hold (the worker, the demo, the operator side).
 NOT_IN_THE_ZIP = ("chromadb", "tasks", "celeryconfig.py", "moto", "redis", "pycurl", "flower")
 

@@ -52,7 +52,15 @@ def memory_url() -> str:
     return f"memory://test-{uuid.uuid4().hex[:8]}"
 
 
-@pytest.fixture(params=["redis", "dynamodb", "memory"])
+#: The stores every behaviour case runs on; ``make test-fast`` keeps the memory one only.
+STORES = [
+    pytest.param("redis", marks=pytest.mark.real_store),
+    pytest.param("dynamodb", marks=pytest.mark.real_store),
+    "memory",
+]
+
+
+@pytest.fixture(params=STORES)
 def backend(request: pytest.FixtureRequest) -> Iterator[LockBackend]:
     if request.param == "redis":
         request.getfixturevalue("redis_client")  # clean db 15, fails clearly if Redis is down

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import pytest
 
 from chromasync.core.config import Settings
 from chromasync.core.entities import image_pk, line_sk
@@ -48,6 +49,7 @@ def checkpoints(settings: Settings, table: str) -> list[int]:
     return [int(i["sequence_number"]["S"]) for i in items if "sequence_number" in i]
 
 
+@pytest.mark.slow
 def test_a_killed_poller_restarts_without_skipping_a_record(
     producer_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -96,6 +98,7 @@ def test_a_killed_poller_restarts_without_skipping_a_record(
     assert len(delivered) - len(written) <= PAGE
 
 
+@pytest.mark.slow
 def test_poll_names_a_wrong_setting_or_a_missing_resource(
     producer_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -157,6 +160,7 @@ def poll_once(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_poll_says_when_the_endpoint_is_unreachable(producer_env: dict[str, str]) -> None:
     port = free_port()
     result = subprocess.run(

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import boto3
+import pytest
 
 from chromasync.core.config import Settings
 
@@ -59,6 +60,7 @@ def provision(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[st
     )
 
 
+@pytest.mark.slow
 def test_provision_creates_everything_the_settings_name_and_runs_again(
     producer_env: dict[str, str],
 ) -> None:
@@ -95,6 +97,7 @@ def test_provision_creates_everything_the_settings_name_and_runs_again(
         assert name in first.stdout
 
 
+@pytest.mark.slow
 def test_redis_stores_and_no_bucket_provision_no_tables_and_no_bucket(
     producer_env: dict[str, str],
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 import redis
 
 from chromasync.core.entities import MERCHANT_FIELDS, image_pk, receipt_sk
@@ -75,6 +76,7 @@ def test_metadata_modify_reaches_every_embedding_of_the_receipt(
         assert int(redis_client.get(f"chromasync:lock:collection:{name}:fence") or 0) > before
 
 
+@pytest.mark.slow
 def test_celery_finds_the_app_as_tasks_app() -> None:
     out = subprocess.run(
         [
@@ -90,6 +92,7 @@ def test_celery_finds_the_app_as_tasks_app() -> None:
     assert "chromasync" in out and "chromasync.apply_changes" in out
 
 
+@pytest.mark.slow
 def test_demo_prints_a_report_with_zero_mismatches(tmp_path) -> None:
     result = subprocess.run(
         [
