@@ -20,7 +20,7 @@ from celery.signals import worker_process_init
 
 from chromasync.core.attributes import decode_image
 from chromasync.core.celery_settings import celery_settings
-from chromasync.core.entities import line_embedding_id, word_embedding_id
+from chromasync.core.entities import SPECS_BY_TYPE, line_embedding_id, word_embedding_id
 from tasks.audit import AuditLog
 from tasks.chroma.factory import chroma_target_from_settings
 from tasks.chroma.target import ChromaTarget
@@ -28,7 +28,7 @@ from tasks.config import WorkerSettings
 from tasks.lease import HeldLease
 from tasks.locks import lock_backend_from_url
 from tasks.locks.backend import LockBackend
-from tasks.projection import label_summary, text_patch
+from tasks.projection import fields_patch, label_summary
 
 #: Celery task name of the per-message task.
 APPLY_ONE_TASK = "benchmarks.apply_one"
@@ -94,7 +94,7 @@ def metadata_for(entity_type: str, item: dict[str, Any] | None) -> dict[str, Any
         return {"text": None}
     if entity_type == "RECEIPT_WORD_LABEL":
         return label_summary([item])
-    return text_patch(item)
+    return fields_patch(SPECS_BY_TYPE[entity_type], item)
 
 
 @app.task(name=APPLY_ONE_TASK)

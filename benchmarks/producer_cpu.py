@@ -25,7 +25,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from chromasync.core.config import Settings
-from chromasync.core.contract import ChangeBatch, WireBatch, wire_change
+from chromasync.core.contract import ChangeBatch, wire_change
+from chromasync.core.wire import WireBatch
 from producers.changes import Detected, detect
 from producers.decoding import decode_record
 from producers.packing import Routed, pack, sized

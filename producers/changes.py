@@ -31,8 +31,9 @@ from typing import Any, NamedTuple
 from pydantic import ValidationError
 
 from chromasync.core.config import Settings
-from chromasync.core.contract import WireChange, json_safe, validation_reasons, wire_change
+from chromasync.core.contract import validation_reasons, wire_change
 from chromasync.core.entities import CollectionRole, recognise, resembles
+from chromasync.core.wire import WireChange, json_safe
 from producers.decoding import MalformedRecord, StreamRecord
 
 #: Attribute names of the table's partition and sort key.
@@ -94,7 +95,7 @@ def detect(record: StreamRecord, settings: Settings) -> Detected | Ignored:
         lookalike = resembles(pk, sk)
         if lookalike is not None:
             raise MalformedRecord(
-                f"SK {sk!r} has the shape of a {lookalike.entity_type.value} but an id that "
+                f"SK {sk!r} has the shape of a {lookalike.entity_type} but an id that "
                 "is not readable (ids are five digits, names are not empty)"
             )
         return Ignored.NOT_AN_ENTITY
@@ -123,5 +124,5 @@ def detect(record: StreamRecord, settings: Settings) -> Detected | Ignored:
         )
     except ValidationError as exc:
         reasons = validation_reasons(exc)
-        raise MalformedRecord(f"{spec.entity_type.value} record {sk!r}: {reasons}") from exc
+        raise MalformedRecord(f"{spec.entity_type} record {sk!r}: {reasons}") from exc
     return Detected(change, spec.roles)

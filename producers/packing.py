@@ -12,8 +12,9 @@ from typing import Final, NamedTuple
 
 import pydantic_core
 
-from chromasync.core.contract import FieldChange, WireBatch, WireChange
+from chromasync.core.contract import FieldChange
 from chromasync.core.groups import receipt_group
+from chromasync.core.wire import WireBatch, WireChange
 from producers.errors import ChangeTooLarge
 
 #: SQS accepts 256 KiB (262,144 bytes) per message; our queues are created

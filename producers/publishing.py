@@ -24,9 +24,10 @@ from celery import Celery
 
 from chromasync.core.backoff import backoff_delay
 from chromasync.core.config import Settings
-from chromasync.core.contract import APPLY_TASK_NAME, ChangeBatch, WireBatch
+from chromasync.core.contract import APPLY_TASK_NAME, ChangeBatch
 from chromasync.core.groups import receipt_group
 from chromasync.core.resources import DeploymentError, not_permitted
+from chromasync.core.wire import WireBatch
 from producers.errors import PublishError
 
 log = logging.getLogger(__name__)

@@ -16,10 +16,10 @@ if TYPE_CHECKING:
     from tasks.sources import ReceiptState
 
 from chromasync.core.entities import (
-    MERCHANT_FIELDS,
-    TEXT_FIELDS,
-    line_embedding_id,
-    word_embedding_id,
+    CollectionRole,
+    Effect,
+    EntitySpec,
+    specs_with,
 )
 
 Metadata = dict[str, Any]
@@ -60,15 +60,10 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot put {type(value).__name__} into Chroma metadata")
 
 
-def merchant_patch(metadata_item: Mapping[str, Any] | None) -> Metadata:
-    """Merchant fields of a receipt; all None (cleared) when the item is gone."""
-    item = metadata_item or {}
-    return {name: chroma_value(item.get(name)) for name in MERCHANT_FIELDS}
-
-
-def text_patch(item: Mapping[str, Any]) -> Metadata:
-    """A line's or word's own monitored fields."""
-    return {name: chroma_value(item.get(name)) for name in TEXT_FIELDS}
+def fields_patch(spec: EntitySpec, item: Mapping[str, Any] | None) -> Metadata:
+    """An item's monitored fields as metadata; all None (cleared) when the item is gone."""
+    found = item or {}
+    return {name: chroma_value(found.get(name)) for name in spec.monitored_fields}
 
 
 def _joined(labels: Iterable[str]) -> str | None:
@@ -127,23 +122,31 @@ def label_summary(labels: Iterable[Mapping[str, Any]]) -> Metadata:
     }
 
 
-def expected_embeddings(state: ReceiptState, role: str) -> dict[str, Metadata]:
-    """Every embedding a receipt should have in a collection, with its metadata."""
-    merchant = merchant_patch(state.metadata)
+def owner_labels(
+    state: ReceiptState, role: CollectionRole, owner_key: tuple[Any, ...]
+) -> list[dict[str, Any]]:
+    """Every label item under an embedded item (a word's own; a line's words' labels)."""
+    return [
+        item for spec in specs_with(Effect.LABELS, role) for item in state.under(spec, owner_key)
+    ]
+
+
+def expected_embeddings(state: ReceiptState, role: CollectionRole) -> dict[str, Metadata]:
+    """Every embedding a receipt should have in a collection, with its metadata.
+
+    Derived from the registry: one embedding per item of an embedded entity of
+    ``role``, holding its own fields, the fields every receipt-wide entity puts
+    on it, and the summary of the labels under it.
+    """
+    shared: Metadata = {}
+    for spec in specs_with(Effect.RECEIPT_FIELDS, role):
+        shared.update(fields_patch(spec, state.item(spec)))
+    labelled = bool(specs_with(Effect.LABELS, role))
     out: dict[str, Metadata] = {}
-    if role == "lines":
-        for lid, item in state.lines.items():
-            labels = [
-                label
-                for (line, _w), by_label in state.labels.items()
-                if line == lid
-                for label in by_label.values()
-            ]
-            eid = line_embedding_id(state.image_id, state.receipt_id, lid)
-            out[eid] = {**merchant, **text_patch(item), **label_summary(labels)}
-    else:
-        for (lid, wid), item in state.words.items():
-            labels = list(state.labels.get((lid, wid), {}).values())
-            eid = word_embedding_id(state.image_id, state.receipt_id, lid, wid)
-            out[eid] = {**merchant, **text_patch(item), **label_summary(labels)}
+    for owner in specs_with(Effect.EMBEDDED, role):
+        for key, item in state.of(owner).items():
+            metadata = {**shared, **fields_patch(owner, item)}
+            if labelled:
+                metadata.update(label_summary(owner_labels(state, role, key)))
+            out[owner.embedding_id(owner.keys_of(state.image_id, state.receipt_id, key))] = metadata
     return out

@@ -9,10 +9,11 @@ A batch that needs only part of a receipt (a line's or a word's own item, the
 labels of one word or one line) says so with a :class:`ReadScope`, and
 :meth:`TableReader.read` reads just that: the items by key (consistent
 BatchGetItem, 100 keys a call, for every receipt of the batch at once) and the
-labels by a Query on their sort-key prefix, filtered to label items. Reading a
-100-item receipt to update one embedding cost the read of 100 items (measured
-with ``chromasync bench``: the words worker spent nearly all its time reading
-receipts).
+labels by a Query on their sort-key prefix, filtered to label items, so updating
+one embedding does not read its whole receipt.
+
+Items are kept by entity, as the registry describes them
+(:mod:`chromasync.core.entities`): nothing here knows one entity from another.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any
 
 from chromasync.core.attributes import decode_image
 from chromasync.core.config import AwsSettings
-from chromasync.core.entities import EntityType, image_pk, receipt_sk, recognise
+from chromasync.core.entities import EntitySpec, image_pk, receipt_sk, recognise
 
 ReceiptKey = tuple[str, int]
 
@@ -61,25 +62,40 @@ READ_CONCURRENCY = 8
 
 #: From this many label prefixes in one receipt on, its labels are read with one
 #: Query over the whole receipt (server-side filtered to label items) instead of
-#: one Query per prefix. A Query's cost is mostly per call: in moto a word's labels
-#: took 5.7 ms and a 65-item receipt 13.5 ms (``chromasync bench``, moto per call);
-#: DynamoDB charges the items the receipt-wide Query reads, which for a receipt of
-#: ~100 items is 1-3 read units, about what three separate Queries cost.
+#: one Query per prefix: a Query costs mostly per call, and DynamoDB charges the
+#: items a receipt-wide Query reads, 1-3 read units for a receipt of ~100 items,
+#: about what three separate Queries cost (BENCHMARKS.md, per-call costs).
 LABEL_PREFIXES_PER_RECEIPT_QUERY = 3
+
+
+#: Items of one entity in a receipt, each by its key within the receipt
+#: (:meth:`EntitySpec.item_key`: ``(line_id, word_id)`` for a word, ``()`` for the metadata).
+Items = dict[tuple[Any, ...], dict[str, Any]]
 
 
 @dataclass
 class ReceiptState:
-    """Everything the table holds for one receipt, by entity."""
+    """Everything read of one receipt, by entity."""
 
     image_id: str
     receipt_id: int
-    receipt: dict[str, Any] | None = None
-    metadata: dict[str, Any] | None = None
-    lines: dict[int, dict[str, Any]] = field(default_factory=dict)
-    words: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
-    labels: dict[tuple[int, int], dict[str, dict[str, Any]]] = field(default_factory=dict)
-    runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    items: dict[str, Items] = field(default_factory=dict)
+
+    def add(self, spec: EntitySpec, item_key: tuple[Any, ...], item: dict[str, Any]) -> None:
+        self.items.setdefault(spec.entity_type, {})[item_key] = item
+
+    def of(self, spec: EntitySpec) -> Items:
+        """The entity's items in this receipt (none read: empty)."""
+        return self.items.get(spec.entity_type, {})
+
+    def item(self, spec: EntitySpec, item_key: tuple[Any, ...] = ()) -> dict[str, Any] | None:
+        """One item, or None when the table does not hold it (or it was not read)."""
+        return self.of(spec).get(item_key)
+
+    def under(self, spec: EntitySpec, prefix: tuple[Any, ...]) -> list[dict[str, Any]]:
+        """The entity's items whose keys start with ``prefix`` (a word's or a line's labels)."""
+        width = len(prefix)
+        return [item for key, item in self.of(spec).items() if key[:width] == prefix]
 
 
 class TableReader:
@@ -158,29 +174,9 @@ class TableReader:
         for items in results:
             for item in items:
                 found = recognise(str(item.get("PK", "")), str(item.get("SK", "")))
-                if found is not None:
-                    key = (str(found.keys["image_id"]), int(found.keys["receipt_id"]))
-                    if key in states:
-                        self._add(states[key], item)
+                if found is None:
+                    continue
+                state = states.get((str(found.keys["image_id"]), int(found.keys["receipt_id"])))
+                if state is not None:
+                    state.add(found.spec, found.spec.item_key(found.keys), item)
         return states
-
-    @staticmethod
-    def _add(state: ReceiptState, item: dict[str, Any]) -> None:
-        found = recognise(str(item.get("PK", "")), str(item.get("SK", "")))
-        if found is None or found.keys.get("receipt_id") != state.receipt_id:
-            return
-        keys = found.keys
-        match found.spec.entity_type:
-            case EntityType.RECEIPT:
-                state.receipt = item
-            case EntityType.RECEIPT_METADATA:
-                state.metadata = item
-            case EntityType.RECEIPT_LINE:
-                state.lines[int(keys["line_id"])] = item
-            case EntityType.RECEIPT_WORD:
-                state.words[(int(keys["line_id"]), int(keys["word_id"]))] = item
-            case EntityType.RECEIPT_WORD_LABEL:
-                word = (int(keys["line_id"]), int(keys["word_id"]))
-                state.labels.setdefault(word, {})[str(keys["label"])] = item
-            case EntityType.COMPACTION_RUN:
-                state.runs[str(keys["run_id"])] = item

@@ -15,8 +15,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chromasync.core.contract import Change, ChangeBatch
-from chromasync.core.entities import MERCHANT_FIELDS, TEXT_FIELDS, CollectionRole, EntityType
+from chromasync.core.entities import (
+    REGISTRY,
+    CollectionRole,
+    Effect,
+    EntitySpec,
+    RecognisedKey,
+    recognise,
+)
 from tasks.chroma.target import ChromaTarget
+from tasks.effects import label_owner
 from tasks.projection import LABEL_SUMMARY_KEYS, Metadata, expected_embeddings
 from tasks.sources import WHOLE_RECEIPT, ReceiptKey, ReceiptState, TableReader
 
@@ -66,8 +74,6 @@ class Verifier:
 
     def receipts_in_table(self, image_id: str | None = None) -> list[ReceiptKey]:
         """Receipts the table holds (RECEIPT items), optionally of one image."""
-        from chromasync.core.entities import recognise
-
         client = self.reader.client
         kwargs: dict[str, Any] = {"TableName": self.reader.table, "ConsistentRead": True}
         found: list[ReceiptKey] = []
@@ -76,7 +82,7 @@ class Verifier:
             for item in page.get("Items", []):
                 pk, sk = item["PK"]["S"], item["SK"]["S"]
                 got = recognise(pk, sk)
-                if got is None or got.spec.entity_type is not EntityType.RECEIPT:
+                if got is None or got.spec.effect is not Effect.RECEIPT:
                     continue
                 key = (str(got.keys["image_id"]), int(got.keys["receipt_id"]))
                 if image_id is None or key[0] == image_id:
@@ -137,17 +143,58 @@ class Verifier:
         return report, states
 
 
-def _keys_of(embedding_id: str) -> dict[str, Any]:
-    """``IMAGE#i#RECEIPT#r#LINE#l[#WORD#w]`` → keys of a change."""
-    parts = embedding_id.split("#")
-    keys: dict[str, Any] = {
-        "image_id": parts[1],
-        "receipt_id": int(parts[3]),
-        "line_id": int(parts[5]),
-    }
-    if len(parts) >= 8:
-        keys["word_id"] = int(parts[7])
-    return keys
+def _owner_of(embedding_id: str) -> RecognisedKey | None:
+    """The item an embedding belongs to (``IMAGE#{image_id}#`` and its sort key), if ours."""
+    parts = embedding_id.split("#", 2)
+    if len(parts) != 3:
+        return None
+    found = recognise(f"{parts[0]}#{parts[1]}", parts[2])
+    return found if found is not None and found.spec.effect is Effect.EMBEDDED else None
+
+
+def _label_keys(
+    label: EntitySpec, owner: RecognisedKey, state: ReceiptState | None
+) -> dict[str, Any]:
+    """Keys of a change of one of the owner's labels: a label it has, else placeholders
+    (the effect rebuilds the owner's summary from every label it has, whatever the keys)."""
+    owner_key = owner.spec.item_key(owner.keys)
+    for item in state.under(label, owner_key) if state is not None else []:
+        found = recognise(str(item.get("PK", "")), str(item.get("SK", "")))
+        if found is not None:
+            return dict(found.keys)
+    placeholders = {n: 0 if n in label.int_keys else "_verify" for n in label.item_keys}
+    return {**placeholders, **owner.keys}
+
+
+def _written_fields(spec: EntitySpec, owner: EntitySpec, role: CollectionRole) -> frozenset[str]:
+    """The metadata fields ``spec``'s changes write on an embedding of ``owner``."""
+    if spec.effect is Effect.EMBEDDED and spec is owner:
+        return frozenset(spec.monitored_fields)
+    if spec.effect is Effect.RECEIPT_FIELDS and role in spec.roles:
+        return frozenset(spec.monitored_fields)
+    if spec.effect is Effect.LABELS and label_owner(spec, role) is owner:
+        return frozenset(LABEL_SUMMARY_KEYS)
+    return frozenset()
+
+
+def _repairs(drift: Drift, owner: RecognisedKey, state: ReceiptState | None) -> Iterator[Repair]:
+    """The changes that make the worker rewrite an embedding's drifted fields."""
+    keys = dict(owner.keys)
+    if drift.kind == "extra":
+        yield owner.spec.entity_type, "REMOVE", keys
+        return
+    role = owner.spec.roles[0]
+    for spec in REGISTRY:
+        if not set(drift.fields) & _written_fields(spec, owner.spec, role):
+            continue
+        if spec.effect is Effect.LABELS:
+            yield spec.entity_type, "MODIFY", _label_keys(spec, owner, state)
+        else:  # the embedded item itself, or the receipt's one item
+            yield spec.entity_type, "MODIFY", {name: keys[name] for name in spec.keys}
+
+
+#: A repair: the entity, the event and the keys of the change that makes it.
+Repair = tuple[str, str, dict[str, Any]]
 
 
 def repair_changes(
@@ -156,50 +203,27 @@ def repair_changes(
     """Changes that make the worker rewrite what drifted (current state from the table)."""
     per_collection: dict[str, list[Change]] = {}
     counter = itertools.count(1)
-    seen: set[tuple[str, EntityType, str]] = set()
-
-    def add(collection: str, entity: EntityType, event: str, keys: dict[str, Any]) -> None:
-        key = (collection, entity, repr(sorted(keys.items())))
-        if key in seen:
-            return
-        seen.add(key)
-        n = next(counter)
-        per_collection.setdefault(collection, []).append(
-            Change(
-                entity_type=entity,
-                event_name=event,  # type: ignore[arg-type]
-                keys=keys,  # type: ignore[arg-type]
-                sequence_number="0",
-                event_id=f"verify-repair-{n}",
-            )
-        )
-
+    seen: set[tuple[str, str, str]] = set()
     for drift in report.drift:
         if drift.kind == "missing":
             continue  # no vector in the table: the embedding job must redo it
-        keys = _keys_of(drift.embedding_id)
-        entity = EntityType.RECEIPT_WORD if "word_id" in keys else EntityType.RECEIPT_LINE
-        if drift.kind == "extra":
-            add(drift.collection, entity, "REMOVE", keys)
-            continue
-        if any(f in MERCHANT_FIELDS for f in drift.fields):
-            add(
-                drift.collection,
-                EntityType.RECEIPT_METADATA,
-                "MODIFY",
-                {"image_id": keys["image_id"], "receipt_id": keys["receipt_id"]},
-            )
-        if any(f in TEXT_FIELDS for f in drift.fields):
-            add(drift.collection, entity, "MODIFY", keys)
-        if any(f in LABEL_SUMMARY_KEYS for f in drift.fields):
-            state = states[(keys["image_id"], keys["receipt_id"])]
-            word = (keys["line_id"], keys.get("word_id", 0))
-            labels = state.labels.get(word) or {"_verify": {}}
-            add(
-                drift.collection,
-                EntityType.RECEIPT_WORD_LABEL,
-                "MODIFY",
-                {**keys, "word_id": keys.get("word_id", 1), "label": next(iter(labels))},
+        owner = _owner_of(drift.embedding_id)
+        if owner is None:
+            continue  # not an id of ours: reported, nothing a change could repair
+        state = states.get((str(owner.keys["image_id"]), int(owner.keys["receipt_id"])))
+        for entity, event, keys in _repairs(drift, owner, state):
+            key = (drift.collection, entity, repr(sorted(keys.items())))
+            if key in seen:
+                continue
+            seen.add(key)
+            per_collection.setdefault(drift.collection, []).append(
+                Change(
+                    entity_type=entity,
+                    event_name=event,  # type: ignore[arg-type]
+                    keys=keys,  # type: ignore[arg-type]
+                    sequence_number="0",
+                    event_id=f"verify-repair-{next(counter)}",
+                )
             )
     return [
         ChangeBatch(

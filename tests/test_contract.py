@@ -20,8 +20,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from chromasync.core.contract import REQUIRED_KEYS, Change, ChangeBatch, WireBatch, wire_change
+from chromasync.core.contract import Change, ChangeBatch, wire_change
 from chromasync.core.entities import REGISTRY, SPECS_BY_TYPE, EntityType
+from chromasync.core.wire import WireBatch
 
 MONITORED = sorted({name for spec in REGISTRY for name in spec.monitored_fields})
 #: Values, good and bad, that a mutation may put in a key or a field.
@@ -100,7 +101,7 @@ def test_wire_validation_and_the_change_model_agree(data: dict[str, Any]) -> Non
 
 def _valid(entity: EntityType) -> dict[str, Any]:
     keys: dict[str, Any] = {"image_id": "img-1", "receipt_id": 1}
-    for name in REQUIRED_KEYS[entity]:
+    for name in SPECS_BY_TYPE[entity].keys:
         keys.setdefault(name, "run-1" if name == "run_id" else "TOTAL" if name == "label" else 2)
     fields = SPECS_BY_TYPE[entity].monitored_fields
     return {
@@ -118,7 +119,7 @@ def test_every_entity_needs_each_of_its_keys(entity: EntityType) -> None:
     assert Change.model_validate(wire_change(_valid(entity))) == Change.model_validate(
         _valid(entity)
     )
-    for name in REQUIRED_KEYS[entity]:
+    for name in SPECS_BY_TYPE[entity].keys:
         data = _valid(entity)
         del data["keys"][name]
         with pytest.raises(ValidationError, match=f"{entity.value}.keys.{name}"):

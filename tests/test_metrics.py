@@ -154,7 +154,7 @@ def test_exporter_serves_exact_counts_depths_and_histograms(stack: Stack, export
         labels = {"collection": collection, "entity": entity, "event": "INSERT"}
         assert value(samples, "chromasync_changes_received_total", **labels) == count, labels
         assert value(samples, "chromasync_changes_applied_total", **labels) == count, labels
-    modifies = Counter((c, ch.entity_type.value) for c, chs in known.items() for ch in chs)
+    modifies = Counter((c, ch.entity_type) for c, chs in known.items() for ch in chs)
     for (collection, entity), count in modifies.items():
         labels = {"collection": collection, "entity": entity, "event": "MODIFY"}
         assert value(samples, "chromasync_changes_received_total", **labels) == count, labels

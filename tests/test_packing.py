@@ -12,7 +12,8 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chromasync.core.contract import WireChange, wire_change
+from chromasync.core.contract import wire_change
+from chromasync.core.wire import WireChange
 from producers.packing import _size
 
 values = st.recursive(

@@ -144,7 +144,7 @@ def test_every_entity_and_event_reaches_the_right_queues(
         (task,) = tasks[collection]
         assert task.batch.collection == collection
         (change,) = task.batch.changes
-        assert (change.entity_type.value, change.event_name) == (entity, event)
+        assert (change.entity_type, change.event_name) == (entity, event)
         assert change.keys.model_dump(exclude_none=True) == keys
         assert (change.sequence_number, change.event_id) == (f"{7:021d}", "event-7")
         assert change.approximate_creation_time == 1763700007.0
@@ -205,7 +205,7 @@ def test_a_feature_flag_turns_off_its_entity_only(
     assert report.ignored == {"disabled_by_flag": 1}
     assert report.changes == len(FLAGS) - 1
     tasks = queues.all_tasks().values()
-    sent = {c.entity_type.value for ts in tasks for t in ts for c in t.batch.changes}
+    sent = {c.entity_type for ts in tasks for t in ts for c in t.batch.changes}
     assert sent == set(FLAGS) - {entity}
 
 

@@ -1,21 +1,27 @@
-"""The entity registry: which table items chromasync cares about, as data.
+"""The entity registry: which table items chromasync cares about, and what they mean, as data.
 
-Each :class:`EntitySpec` says how to recognise an entity by its sort key,
-which attributes are monitored, which collections it affects and which
-feature flag turns it off. Adding an entity type or a monitored field is one
-entry in :data:`REGISTRY`; no other module branches on entity names to
-recognise or route records.
+Each :class:`EntitySpec` is one entity: its sort-key template (whose fields
+are the keys its changes carry), the attributes monitored, the collections it
+affects, the :class:`Effect` its changes have on them, and the feature flag
+that turns it off. Everything else is derived from :data:`REGISTRY`: the
+producer's recognition and routing, the contract's per-entity checks, what
+the worker reads and writes, and what ``verify`` expects. Adding an entity
+whose changes act as one of the effects is one entry; a new kind of effect
+is one new :class:`Effect` and its implementation in ``tasks.effects``.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+import string
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
 
 class EntityType(StrEnum):
+    """The built-in entities' names (an entry of :data:`REGISTRY` may add others)."""
+
     RECEIPT_METADATA = "RECEIPT_METADATA"
     RECEIPT_WORD_LABEL = "RECEIPT_WORD_LABEL"
     RECEIPT_LINE = "RECEIPT_LINE"
@@ -31,12 +37,37 @@ class CollectionRole(StrEnum):
     WORDS = "words"
 
 
+class Effect(StrEnum):
+    """What an entity's change does to its receipt's embeddings (``tasks.effects`` applies it).
+
+    The worker always writes the table's *current* state, so each effect is
+    stated in terms of the items the table holds now, not of the change.
+    """
+
+    #: The item *is* an embedding (a line, a word): its monitored fields are that
+    #: embedding's metadata; once the item is gone, the embedding is deleted.
+    EMBEDDED = "embedded"
+    #: One item per receipt whose monitored fields go onto every embedding of the
+    #: receipt (the merchant metadata); once it is gone, they are cleared.
+    RECEIPT_FIELDS = "receipt_fields"
+    #: A label of an embedded item: the label summary of every embedding whose
+    #: keys its keys start with (a word's labels summarise onto the word and its line).
+    LABELS = "labels"
+    #: The receipt itself: once it is gone, every embedding of the receipt is deleted.
+    RECEIPT = "receipt"
+    #: A compaction run: its INSERT merges the run's delta into the collection.
+    DELTA = "delta"
+
+
 #: The partition key of every entity: ``IMAGE#{image_id}``.
 PK_PATTERN: Final = re.compile(r"^IMAGE#(?P<image_id>[^#]+)$")
-
-_RID = r"RECEIPT#(?P<receipt_id>\d{5})"
-_LID = r"LINE#(?P<line_id>\d{5})"
-_WID = r"WORD#(?P<word_id>\d{5})"
+#: Every sort key starts with its receipt's, so one Query reads a whole receipt.
+RECEIPT_TEMPLATE: Final = "RECEIPT#{receipt_id:05d}"
+#: Keys every change carries (the receipt's); an entity's template adds its own.
+RECEIPT_KEYS: Final = ("image_id", "receipt_id")
+#: The keys a template may use, with the type a change carries them as. A new key
+#: name is a change of the contract (``chromasync.core.contract.ChangeKeys``).
+KEY_NAMES: Final = ("image_id", "receipt_id", "line_id", "word_id", "label", "run_id")
 
 #: Fields of a line or a word that end up in its embedding's metadata.
 TEXT_FIELDS: Final = ("text", "confidence", "bounding_box", "embedding_status", "is_noise")
@@ -60,72 +91,164 @@ LABEL_FIELDS: Final = (
     "label_consolidated_from",
 )
 
+#: The two kinds of template field: ``{line_id:05d}`` (a five-digit number, an int in a
+#: change) and ``{label}`` (a name: any text without ``#``).
+_FIELD_KINDS: Final = {"05d": "number", "": "name"}
+
+
+def _template_parts(template: str) -> list[tuple[str, str]]:
+    """The template's parts in order: ``(text, "literal")`` or ``(key, "number"|"name")``."""
+    parts: list[tuple[str, str]] = []
+    for literal, name, spec, _conversion in string.Formatter().parse(template):
+        if literal:
+            parts.append((literal, "literal"))
+        if name is not None:
+            if spec not in _FIELD_KINDS or name not in KEY_NAMES:
+                raise ValueError(f"template {template!r}: unsupported field {{{name}:{spec}}}")
+            parts.append((name, _FIELD_KINDS[spec]))
+    return parts
+
+
+def _pattern(template: str, number: str, name: str) -> re.Pattern[str]:
+    """The template as a regular expression whose named groups are its keys."""
+    source = ""
+    for text, kind in _template_parts(template):
+        if kind == "literal":
+            source += re.escape(text)
+        else:
+            source += f"(?P<{text}>{number if kind == 'number' else name})"
+    return re.compile(f"^{source}$")
+
 
 @dataclass(frozen=True)
 class EntitySpec:
-    entity_type: EntityType
-    #: Matches the whole sort key; named groups become the change's keys.
-    sk_pattern: re.Pattern[str]
+    """One entity of the table, all that any part of chromasync needs to know of it."""
+
+    #: The entity's name (an :class:`EntityType` for the built-in ones).
+    entity_type: str
+    #: Its sort key, as a template whose fields are the change's keys beyond ``image_id``.
+    sk_template: str
     monitored_fields: tuple[str, ...]
     roles: tuple[CollectionRole, ...]
+    effect: Effect
     #: Environment variable that disables this entity when false.
     flag: str
-    #: True when every INSERT/MODIFY/REMOVE matters even with no monitored
-    #: field (a receipt's REMOVE, a compaction run's INSERT).
+    #: Events that matter even with no monitored field changed (a receipt's
+    #: REMOVE, a compaction run's INSERT); others need a monitored field to change.
     events_without_fields: frozenset[str] = frozenset()
+    #: Matches the whole sort key; named groups become the change's keys (derived).
+    sk_pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
+    #: The same shape with ids left unchecked (derived; see :func:`resembles`).
+    loose_pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
+    #: Every key a change of this entity must carry, ``image_id`` first (derived).
+    keys: tuple[str, ...] = field(init=False, compare=False)
+    #: The keys beyond the receipt's, in template order: an item's key in its receipt.
+    item_keys: tuple[str, ...] = field(init=False, compare=False)
+    #: Keys held as five-digit numbers in the sort key and as ints in a change (derived).
+    int_keys: frozenset[str] = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.sk_template.startswith(RECEIPT_TEMPLATE):
+            raise ValueError(f"{self.entity_type}: its sort key must start {RECEIPT_TEMPLATE!r}")
+        parts = _template_parts(self.sk_template)
+        names = [text for text, kind in parts if kind != "literal"]
+        set_ = object.__setattr__
+        set_(self, "sk_pattern", _pattern(self.sk_template, r"\d{5}", r"[^#]+"))
+        set_(self, "loose_pattern", _pattern(self.sk_template, r"[^#]*", r"[^#]*"))
+        set_(self, "keys", ("image_id", *names))
+        set_(self, "item_keys", tuple(n for n in names if n not in RECEIPT_KEYS))
+        set_(self, "int_keys", frozenset(text for text, kind in parts if kind == "number"))
+        if self.effect is Effect.EMBEDDED and len(self.roles) != 1:
+            raise ValueError(f"{self.entity_type}: an embedded item lives in one collection")
+        if self.effect in (Effect.RECEIPT_FIELDS, Effect.RECEIPT) and self.item_keys:
+            raise ValueError(f"{self.entity_type}: one item per receipt has no keys of its own")
+
+    def sk(self, keys: Any) -> str:
+        """The sort key of the item with these keys (a mapping or an object with them)."""
+        get = keys.get if isinstance(keys, dict) else lambda name: getattr(keys, name)
+        return self.sk_template.format(**{name: get(name) for name in self.keys[1:]})
+
+    def embedding_id(self, keys: Any) -> str:
+        """The Chroma id of the item's embedding: ``IMAGE#{image_id}#`` and its sort key."""
+        get = keys.get if isinstance(keys, dict) else lambda name: getattr(keys, name)
+        return f"IMAGE#{get('image_id')}#{self.sk(keys)}"
+
+    def item_key(self, keys: Any) -> tuple[Any, ...]:
+        """The item's key within its receipt (``(line_id, word_id)`` for a word)."""
+        get = keys.get if isinstance(keys, dict) else lambda name: getattr(keys, name)
+        return tuple(get(name) for name in self.item_keys)
+
+    def keys_of(self, image_id: str, receipt_id: int, item_key: tuple[Any, ...]) -> dict[str, Any]:
+        """The change keys of the item at ``item_key`` of a receipt."""
+        own = dict(zip(self.item_keys, item_key, strict=True))
+        return {"image_id": image_id, "receipt_id": receipt_id, **own}
 
 
+_LINES_AND_WORDS: Final = (CollectionRole.LINES, CollectionRole.WORDS)
+
+#: Every entity chromasync follows, one entry each.
 REGISTRY: Final[tuple[EntitySpec, ...]] = (
     EntitySpec(
         EntityType.RECEIPT_METADATA,
-        re.compile(rf"^{_RID}#METADATA$"),
+        "RECEIPT#{receipt_id:05d}#METADATA",
         MERCHANT_FIELDS,
-        (CollectionRole.LINES, CollectionRole.WORDS),
+        _LINES_AND_WORDS,
+        Effect.RECEIPT_FIELDS,
         "ENABLE_METADATA_UPDATES",
     ),
     EntitySpec(
         EntityType.RECEIPT_WORD_LABEL,
-        re.compile(rf"^{_RID}#{_LID}#{_WID}#LABEL#(?P<label>[^#]+)$"),
+        "RECEIPT#{receipt_id:05d}#LINE#{line_id:05d}#WORD#{word_id:05d}#LABEL#{label}",
         LABEL_FIELDS,
         (CollectionRole.WORDS, CollectionRole.LINES),
+        Effect.LABELS,
         "ENABLE_LABEL_UPDATES",
     ),
     EntitySpec(
         EntityType.RECEIPT_LINE,
-        re.compile(rf"^{_RID}#{_LID}$"),
+        "RECEIPT#{receipt_id:05d}#LINE#{line_id:05d}",
         TEXT_FIELDS,
         (CollectionRole.LINES,),
+        Effect.EMBEDDED,
         "ENABLE_LINE_UPDATES",
     ),
     EntitySpec(
         EntityType.RECEIPT_WORD,
-        re.compile(rf"^{_RID}#{_LID}#{_WID}$"),
+        "RECEIPT#{receipt_id:05d}#LINE#{line_id:05d}#WORD#{word_id:05d}",
         TEXT_FIELDS,
         (CollectionRole.WORDS,),
+        Effect.EMBEDDED,
         "ENABLE_WORD_UPDATES",
     ),
     EntitySpec(
         EntityType.RECEIPT,
-        re.compile(rf"^{_RID}$"),
+        "RECEIPT#{receipt_id:05d}",
         (),
-        (CollectionRole.LINES, CollectionRole.WORDS),
+        _LINES_AND_WORDS,
+        Effect.RECEIPT,
         "ENABLE_RECEIPT_DELETES",
         events_without_fields=frozenset({"REMOVE"}),
     ),
     EntitySpec(
         EntityType.COMPACTION_RUN,
-        re.compile(rf"^{_RID}#COMPACTION_RUN#(?P<run_id>[^#]+)$"),
+        "RECEIPT#{receipt_id:05d}#COMPACTION_RUN#{run_id}",
         (),
-        (CollectionRole.LINES, CollectionRole.WORDS),
+        _LINES_AND_WORDS,
+        Effect.DELTA,
         "ENABLE_COMPACTION_RUNS",
         events_without_fields=frozenset({"INSERT"}),
     ),
 )
 
-SPECS_BY_TYPE: Final = {spec.entity_type: spec for spec in REGISTRY}
+#: Each entry by its entity's name.
+SPECS_BY_TYPE: Final[dict[str, EntitySpec]] = {spec.entity_type: spec for spec in REGISTRY}
 
-#: Key fields that hold 5-digit numbers in the sort key and ints in a change.
-INT_KEY_FIELDS: Final = frozenset({"receipt_id", "line_id", "word_id"})
+
+def specs_with(effect: Effect, role: CollectionRole | None = None) -> tuple[EntitySpec, ...]:
+    """The entries of one effect (and touching ``role``, when given), in registry order."""
+    return tuple(
+        spec for spec in REGISTRY if spec.effect is effect and (role is None or role in spec.roles)
+    )
 
 
 class RecognisedKey(NamedTuple):
@@ -136,9 +259,8 @@ class RecognisedKey(NamedTuple):
 
 
 def _separators(spec: EntitySpec) -> int:
-    """How many ``#`` a sort key of this entity holds: its pattern's literal ones
-    (names are ``[^#]+``, which holds no separator)."""
-    return spec.sk_pattern.pattern.replace("[^#]", "").count("#")
+    """How many ``#`` a sort key of this entity holds (its keys hold none)."""
+    return spec.sk_template.count("#")
 
 
 #: The registry's entries by the number of ``#`` in their sort keys: a key is tried
@@ -161,27 +283,9 @@ def recognise(pk: str, sk: str) -> RecognisedKey | None:
             continue
         keys: dict[str, str | int] = {"image_id": pk_match.group("image_id")}
         for name, value in sk_match.groupdict().items():
-            keys[name] = int(value) if name in INT_KEY_FIELDS else value
+            keys[name] = int(value) if name in spec.int_keys else value
         return RecognisedKey(spec, keys)
     return None
-
-
-#: Parts of a strict sort-key pattern that a *loose* pattern accepts as any
-#: text between two ``#``: five-digit ids and non-empty names.
-_STRICT_PARTS: Final = (r"\d{5}", r"[^#]+")
-_LOOSE_PART: Final = r"[^#]*"
-
-
-def _loosen(pattern: re.Pattern[str]) -> re.Pattern[str]:
-    source = pattern.pattern
-    for part in _STRICT_PARTS:
-        source = source.replace(part, _LOOSE_PART)
-    return re.compile(source)
-
-
-#: Each entity's sort-key shape with its ids left unchecked, derived from the
-#: registry (so a new entry needs nothing here).
-_LOOSE_PATTERNS: Final = tuple((spec, _loosen(spec.sk_pattern)) for spec in REGISTRY)
 
 
 def resembles(pk: str, sk: str) -> EntitySpec | None:
@@ -195,8 +299,8 @@ def resembles(pk: str, sk: str) -> EntitySpec | None:
     """
     if PK_PATTERN.match(pk) is None:
         return None
-    for spec, loose in _LOOSE_PATTERNS:
-        if loose.match(sk):
+    for spec in REGISTRY:
+        if spec.loose_pattern.match(sk):
             return spec
     return None
 
