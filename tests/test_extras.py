@@ -77,6 +77,9 @@ def producer_only(code: str, env: dict[str, str], cwd: Path) -> tuple[int, str, 
     return done.returncode, done.stdout, done.stderr
 
 
+#: ``chromasync poll --once`` for :func:`producer_only`.
+POLL_ONCE = "from chromasync.extras import main\nexit_code = main(['poll', '--once'])\n"
+
 #: Commands and the extras their message must name.
 NEEDS = [
     (["verify"], "worker"),
@@ -142,11 +145,7 @@ def test_poll_runs_on_the_base_install_with_metrics_off(
     item = {"PK": image_pk(IMAGE), "SK": line_sk(1, 1), "text": "TOTAL 12.00"}
     dynamodb.put_item(TableName=settings.table, Item=typed(item))
 
-    status, stdout, stderr = producer_only(
-        "from chromasync.extras import main\nexit_code = main(['poll', '--once'])\n",
-        env,
-        tmp_path,
-    )
+    status, stdout, stderr = producer_only(POLL_ONCE, env, tmp_path)
     assert status == 0, stderr
     assert "metrics are off: the Redis client is not installed" in stderr
     assert "1 records handled; 1 changes, 1 tasks sent" in stdout
@@ -155,30 +154,37 @@ def test_poll_runs_on_the_base_install_with_metrics_off(
 
 
 @pytest.mark.slow
-def test_redis_checkpoints_on_the_base_install_name_the_extra(
-    producer_env: dict[str, str], tmp_path: Path
+@pytest.mark.parametrize(
+    ("variable", "value", "status", "said"),
+    [
+        pytest.param(
+            "CHROMASYNC_CHECKPOINT_URL",
+            "redis://127.0.0.1:6379/15",
+            2,
+            ["chromasync poll: needs redis (from chromasync[worker])"],
+            id="redis checkpoints name the extra",
+        ),
+        pytest.param(
+            "AWS_ENDPOINT_URL",
+            "http://127.0.0.1:{port}",
+            3,
+            ["unreachable", "127.0.0.1:{port}"],
+            id="an unreachable endpoint",
+        ),
+    ],
+)
+def test_poll_on_the_base_install_says_what_stops_it(
+    producer_env: dict[str, str],
+    tmp_path: Path,
+    variable: str,
+    value: str,
+    status: int,
+    said: list[str],
 ) -> None:
-    env = {**producer_env, "CHROMASYNC_CHECKPOINT_URL": "redis://127.0.0.1:6379/15"}
-    status, _, stderr = producer_only(
-        "from chromasync.extras import main\nexit_code = main(['poll', '--once'])\n",
-        env,
-        tmp_path,
-    )
-    assert status == 2, stderr
-    assert "chromasync poll: needs redis (from chromasync[worker])" in stderr
-    assert "Traceback" not in stderr
-
-
-@pytest.mark.slow
-def test_an_unreachable_endpoint_on_the_base_install_exits_3(
-    producer_env: dict[str, str], tmp_path: Path
-) -> None:
-    env = {**producer_env, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}
-    status, _, stderr = producer_only(
-        "from chromasync.extras import main\nexit_code = main(['poll', '--once'])\n",
-        env,
-        tmp_path,
-    )
-    assert status == 3, stderr
-    assert "unreachable" in stderr and env["AWS_ENDPOINT_URL"].removeprefix("http://") in stderr
+    port = free_port()
+    env = {**producer_env, variable: value.format(port=port)}
+    code, _, stderr = producer_only(POLL_ONCE, env, tmp_path)
+    assert code == status, stderr
+    for text in said:
+        assert text.format(port=port) in stderr
     assert "Traceback" not in stderr

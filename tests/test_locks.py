@@ -10,12 +10,14 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import boto3
 import pytest
 import redis
 from botocore.config import Config
+from botocore.exceptions import EndpointConnectionError
 from botocore.stub import Stubber
 
 from chromasync.core.config import AwsSettings, ConfigError
@@ -144,39 +146,42 @@ def test_extend_by_owner(backend: LockBackend) -> None:
     assert backend.extend(lease, LONG_TTL)
 
 
-def test_extend_refused_for_stranger(backend: LockBackend) -> None:
+#: What only the holder of a lease may do with it.
+HOLDER_ONLY = [
+    pytest.param(lambda backend, lease: backend.extend(lease, LONG_TTL), id="extend"),
+    pytest.param(lambda backend, lease: backend.release(lease), id="release"),
+]
+
+
+@pytest.mark.parametrize("call", HOLDER_ONLY)
+def test_a_stranger_can_do_nothing_with_a_held_lock(
+    backend: LockBackend, call: Callable[[LockBackend, Lease], bool]
+) -> None:
     lease = backend.acquire("lines", token(), LONG_TTL)
     assert lease is not None
     stranger = Lease(name="lines", owner=token(), ttl=LONG_TTL, fence=lease.fence)
-    assert not backend.extend(stranger, LONG_TTL)
+    assert call(backend, stranger) is False
     assert backend.info("lines").owner == lease.owner
+    assert backend.acquire("lines", token(), LONG_TTL) is None
 
 
-def test_extend_refused_after_someone_else_took_expired_lock(backend: LockBackend) -> None:
+@pytest.mark.parametrize("taken", [True, False], ids=["taken by another", "taken by nobody"])
+def test_an_expired_lease_can_be_neither_extended_nor_released(
+    backend: LockBackend, taken: bool
+) -> None:
+    """Once a lease ran out its holder lost it, whether or not somebody took the lock."""
     old = backend.acquire("lines", token(), SHORT_TTL)
     assert old is not None
-    new = acquire_after_expiry(backend, "lines", token(), LONG_TTL)
+    if taken:
+        new = acquire_after_expiry(backend, "lines", token(), LONG_TTL)
+        now_held = (new.owner, new.fence)
+    else:
+        wait_for(lambda: backend.info("lines").owner is None, timeout=10, what="lease expiry")
+        now_held = (None, old.fence)
     assert not backend.extend(old, LONG_TTL)
     assert not backend.release(old)
     info = backend.info("lines")
-    assert (info.owner, info.fence) == (new.owner, new.fence)
-
-
-def test_extend_refused_after_expiry_even_if_nobody_took_it(backend: LockBackend) -> None:
-    lease = backend.acquire("lines", token(), SHORT_TTL)
-    assert lease is not None
-    wait_for(lambda: backend.info("lines").owner is None, timeout=10, what="lease expiry")
-    assert not backend.extend(lease, LONG_TTL)
-    assert not backend.release(lease)
-
-
-def test_release_by_stranger_does_nothing(backend: LockBackend) -> None:
-    lease = backend.acquire("lines", token(), LONG_TTL)
-    assert lease is not None
-    stranger = Lease(name="lines", owner=token(), ttl=LONG_TTL, fence=lease.fence)
-    assert backend.release(stranger) is False
-    assert backend.info("lines").owner == lease.owner
-    assert backend.acquire("lines", token(), LONG_TTL) is None
+    assert (info.owner, info.fence) == now_held
 
 
 def test_release_by_owner_frees_it(backend: LockBackend) -> None:
@@ -343,44 +348,49 @@ def test_url_error_hides_password() -> None:
 # -- unreachable stores --------------------------------------------------------------------
 
 
-def test_unreachable_redis_raises_quickly() -> None:
+@dataclass(frozen=True)
+class Unreachable:
+    """A backend whose store does not answer, how it is named, how soon it must fail."""
+
+    backend: LockBackend
+    address: str
+    within: float
+    #: The client's own error, kept as the cause.
+    cause: type[BaseException]
+
+
+def unreachable_redis() -> Unreachable:
     port = free_port()
     backend = RedisLockBackend(f"redis://:hunter2@127.0.0.1:{port}/0", socket_timeout=1.0)
+    return Unreachable(backend, f"127.0.0.1:{port}", 5, redis.ConnectionError)
+
+
+def unreachable_dynamodb() -> Unreachable:
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    config = Config(connect_timeout=1, read_timeout=1, retries={"max_attempts": 1})
+    backend = DynamoDBLockBackend(TABLE, aws_for(endpoint), config=config)
+    return Unreachable(backend, endpoint, 10, EndpointConnectionError)
+
+
+@pytest.mark.parametrize("unreachable", [unreachable_redis, unreachable_dynamodb])
+def test_an_unreachable_store_fails_soon_naming_it(
+    unreachable: Callable[[], Unreachable],
+) -> None:
+    store = unreachable()
+    backend = store.backend
     started = time.monotonic()
     with pytest.raises(LockBackendError) as raised:
         backend.acquire("lines", token(), LONG_TTL)
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < store.within
     message = str(raised.value)
     assert "unreachable" in message
-    assert f"127.0.0.1:{port}" in message
+    assert store.address in message
     assert "hunter2" not in message
-    assert isinstance(raised.value.__cause__, redis.ConnectionError)
+    assert isinstance(raised.value.__cause__, store.cause)
     for call in (
         lambda: backend.info("lines"),
         lambda: backend.release(Lease("lines", "x", LONG_TTL, 1)),
         lambda: backend.extend(Lease("lines", "x", LONG_TTL, 1), LONG_TTL),
-    ):
-        with pytest.raises(LockBackendError):
-            call()
-    backend.close()
-
-
-def test_unreachable_dynamodb_raises() -> None:
-    endpoint = f"http://127.0.0.1:{free_port()}"
-    backend = DynamoDBLockBackend(
-        TABLE,
-        aws_for(endpoint),
-        config=Config(connect_timeout=1, read_timeout=1, retries={"max_attempts": 1}),
-    )
-    started = time.monotonic()
-    with pytest.raises(LockBackendError) as raised:
-        backend.acquire("lines", token(), LONG_TTL)
-    assert time.monotonic() - started < 10
-    assert "unreachable" in str(raised.value)
-    assert endpoint in str(raised.value)
-    for call in (
-        lambda: backend.info("lines"),
-        lambda: backend.release(Lease("lines", "x", LONG_TTL, 1)),
     ):
         with pytest.raises(LockBackendError):
             call()

@@ -98,26 +98,52 @@ def test_a_killed_poller_restarts_without_skipping_a_record(
     assert len(delivered) - len(written) <= PAGE
 
 
+def poll_once(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "chromasync.cli", "poll", "--once", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 @pytest.mark.slow
-def test_poll_names_a_wrong_setting_or_a_missing_resource(
-    producer_env: dict[str, str], tmp_path: Path
+@pytest.mark.parametrize(
+    ("variable", "value", "status", "said"),
+    [
+        pytest.param(
+            "CHROMASYNC_CHECKPOINT_URL",
+            "ftp://somewhere",
+            2,
+            ["CHROMASYNC_CHECKPOINT_URL='ftp://somewhere'"],
+            id="a wrong setting",
+        ),
+        pytest.param(
+            "AWS_ENDPOINT_URL",
+            "http://127.0.0.1:{port}",
+            3,
+            ["unreachable", "127.0.0.1:{port}"],
+            id="an unreachable endpoint",
+        ),
+    ],
+)
+def test_poll_says_what_stops_it(
+    producer_env: dict[str, str], variable: str, value: str, status: int, said: list[str]
 ) -> None:
-    bad = subprocess.run(
-        [sys.executable, "-m", "chromasync.cli", "poll", "--once"],
-        env={**producer_env, "CHROMASYNC_CHECKPOINT_URL": "ftp://somewhere"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert bad.returncode == 2
-    assert "CHROMASYNC_CHECKPOINT_URL='ftp://somewhere'" in bad.stderr
-    missing = subprocess.run(
-        [sys.executable, "-m", "chromasync.cli", "poll", "--once", "--table", "no-such-table"],
-        env=producer_env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    port = free_port()
+    result = poll_once({**producer_env, variable: value.format(port=port)})
+    assert result.returncode == status, result.stderr
+    for text in said:
+        assert text.format(port=port) in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_poll_names_a_missing_resource_and_creates_nothing(
+    producer_env: dict[str, str],
+) -> None:
+    missing = poll_once(producer_env, "--table", "no-such-table")
     assert missing.returncode == 3, missing.stderr
     assert "DynamoDB table 'no-such-table' does not exist" in missing.stderr
     assert "chromasync provision --table" in missing.stderr
@@ -148,30 +174,6 @@ def test_poll_names_a_wrong_setting_or_a_missing_resource(
     # Provisioned, the same command runs.
     provision(producer_env, snapshot_bucket=False)
     assert poll_once(producer_env).returncode == 0
-
-
-def poll_once(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "chromasync.cli", "poll", "--once"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-@pytest.mark.slow
-def test_poll_says_when_the_endpoint_is_unreachable(producer_env: dict[str, str]) -> None:
-    port = free_port()
-    result = subprocess.run(
-        [sys.executable, "-m", "chromasync.cli", "poll", "--once"],
-        env={**producer_env, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 3, result.stderr
-    assert "unreachable" in result.stderr and f"127.0.0.1:{port}" in result.stderr
 
 
 def test_shards_are_looked_up_once_per_interval_not_every_round(

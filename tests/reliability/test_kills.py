@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from chromasync.core.contract import Change
 from chromasync.local import ChromaServer, wait_for
-from chromasync.seed import demo_receipts
+from chromasync.seed import ReceiptSpec, demo_receipts
+from chromasync.workers import WorkerProcess
 from tasks.audit import read_audit
 from tests.stack import Stack
 from tests.test_worker_apply import batch, make_change
@@ -51,18 +53,32 @@ def _pool_child(worker) -> int:
     return pids[0]
 
 
+def start_a_long_batch(
+    stack: Stack, worker_name: str
+) -> tuple[list[ReceiptSpec], list[Change], WorkerProcess]:
+    """A words worker, and one batch editing the merchant of 12 receipts: 216 ids, many
+    write calls (``CHROMASYNC_WRITE_CHUNK``)."""
+    receipts = demo_receipts(12, lines=3, words_per_line=6)
+    stack.seed(receipts)
+    worker = stack.start_worker(stack.words, name=worker_name)
+    stack.edit_merchants(receipts, 1)
+    changes = [make_change("RECEIPT_METADATA", "MODIFY", s) for s in receipts]
+    send_batch(stack, changes)
+    return receipts, changes, worker
+
+
+def send_batch(stack: Stack, changes: list[Change]) -> None:
+    """The changes as a new batch (its own batch id) to the words queue."""
+    stack.send(batch(stack.words, *changes).to_payload(), stack.words)
+
+
 def test_worker_killed_mid_batch_leaves_nothing_unapplied(
     fragile_env: dict[str, str], tmp_path: Path
 ) -> None:
     stack = Stack(fragile_env, tmp_path)
     audit = tmp_path / "audit.jsonl"
     try:
-        receipts = demo_receipts(12, lines=3, words_per_line=6)
-        stack.seed(receipts)
-        worker = stack.start_worker(stack.words, name="doomed")
-        stack.edit_merchants(receipts, 1)
-        changes = [make_change("RECEIPT_METADATA", "MODIFY", s) for s in receipts]
-        stack.send(batch(stack.words, *changes).to_payload(), stack.words)
+        receipts, _, worker = start_a_long_batch(stack, "doomed")
         # Some writes happened (216 ids, 5 per call), the batch is not finished: kill.
         wait_for(lambda: len(_writes(audit)) >= 3, 60, interval=0.01, what="first writes")
         os.killpg(worker.process.pid, signal.SIGKILL)
@@ -93,12 +109,7 @@ def test_worker_paused_past_its_lease_writes_nothing_when_resumed(
     stack = Stack(fragile_env, tmp_path)
     audit = tmp_path / "audit.jsonl"
     try:
-        receipts = demo_receipts(12, lines=3, words_per_line=6)
-        stack.seed(receipts)
-        first = stack.start_worker(stack.words, name="paused")
-        stack.edit_merchants(receipts, 1)
-        changes = [make_change("RECEIPT_METADATA", "MODIFY", s) for s in receipts]
-        stack.send(batch(stack.words, *changes).to_payload(), stack.words)
+        receipts, changes, first = start_a_long_batch(stack, "paused")
         wait_for(lambda: len(_writes(audit)) >= 2, 60, interval=0.01, what="first writes")
         first_child = _pool_child(first)
         os.killpg(first.process.pid, signal.SIGSTOP)
@@ -107,7 +118,7 @@ def test_worker_paused_past_its_lease_writes_nothing_when_resumed(
         second_child = _pool_child(second)
         # The successor takes the lock once the paused lease expired, and works.
         stack.edit_merchants(receipts, 2)
-        stack.send(batch(stack.words, *changes).to_payload(), stack.words)
+        send_batch(stack, changes)
         wait_for(
             lambda: len(_writes(audit, second_child)) > 0,
             60,

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -33,30 +35,72 @@ def patient_env(stack_env: dict[str, str]) -> dict[str, str]:
     return stack_env
 
 
-def test_redis_outage_pauses_work_then_it_completes(
-    patient_env: dict[str, str], tmp_path: Path
+@dataclass(frozen=True)
+class Outage:
+    """A server the workers need, stopped mid-run, then started again on its port."""
+
+    #: The setting that points the system at the server.
+    variable: str
+    start: Callable[[Path, int | None], RedisServer | ChromaServer]
+    #: The worker (0 lines, 1 words) whose log shows it met the outage, and how.
+    worker: int
+    sign: str
+    #: Chroma answers during the outage, so the test can see that nothing was applied.
+    chroma_up: bool
+
+
+OUTAGES = [
+    pytest.param(
+        Outage(
+            "CHROMASYNC_LOCK_URL",
+            lambda tmp, port: RedisServer.start(tmp, port=port),
+            0,
+            "LockBackendError",
+            chroma_up=True,
+        ),
+        id="redis",
+    ),
+    pytest.param(
+        Outage(
+            "CHROMASYNC_CHROMA_URL",
+            lambda tmp, port: ChromaServer.start(
+                tmp / "chroma-server", port=port, log=tmp / "chroma.log"
+            ),
+            1,
+            "retrying",
+            chroma_up=False,
+        ),
+        id="chroma_server",
+    ),
+]
+
+
+@pytest.mark.parametrize("outage", OUTAGES)
+def test_a_server_outage_pauses_work_then_it_completes(
+    patient_env: dict[str, str], tmp_path: Path, outage: Outage
 ) -> None:
-    lock_redis = RedisServer.start(tmp_path)
-    patient_env["CHROMASYNC_LOCK_URL"] = lock_redis.url
+    server = outage.start(tmp_path, None)
+    patient_env[outage.variable] = server.url
     stack = Stack(patient_env, tmp_path)
     try:
         with stack.running(RECEIPTS):
-            lock_redis.stop()
+            server.stop()
             stack.edit_merchants(RECEIPTS, 1)
-            worker = stack.workers[0]
+            worker = stack.workers[outage.worker]
             wait_for(
-                lambda: "LockBackendError" in worker.log_tail(300),
+                lambda: outage.sign in worker.log_tail(300),
                 60,
                 interval=0.2,
                 what="the workers to meet the outage",
             )
-            assert not stack.at_edition(RECEIPTS, 1)
-            lock_redis = RedisServer.start(tmp_path, port=lock_redis.port)
-            stack.wait_edition(RECEIPTS, 1, 90, "the edits after Redis came back")
+            if outage.chroma_up:
+                assert not stack.at_edition(RECEIPTS, 1)
+            server = outage.start(tmp_path, server.port)
+            stack.wait_edition(RECEIPTS, 1, 90, "the edits after the server came back")
             stack.wait_drained()
     finally:
         stack.stop()
-        lock_redis.stop()
+        server.stop()
 
 
 def test_aws_endpoint_outage_pauses_work_then_it_completes(
@@ -80,29 +124,3 @@ def test_aws_endpoint_outage_pauses_work_then_it_completes(
             stack.wait_drained()
     finally:
         stack.stop()
-
-
-def test_chroma_server_restart_pauses_work_then_it_completes(
-    patient_env: dict[str, str], tmp_path: Path
-) -> None:
-    path = tmp_path / "chroma-server"
-    server = ChromaServer.start(path, log=tmp_path / "chroma.log")
-    patient_env["CHROMASYNC_CHROMA_URL"] = server.url
-    stack = Stack(patient_env, tmp_path)
-    try:
-        with stack.running(RECEIPTS):
-            server.stop()
-            stack.edit_merchants(RECEIPTS, 1)
-            worker = stack.workers[1]
-            wait_for(
-                lambda: "retrying" in worker.log_tail(300),
-                60,
-                interval=0.2,
-                what="the workers to meet the outage",
-            )
-            server = ChromaServer.start(path, port=server.port, log=tmp_path / "chroma.log")
-            stack.wait_edition(RECEIPTS, 1, 90, "the edits after Chroma came back")
-            stack.wait_drained()
-    finally:
-        stack.stop()
-        server.stop()
