@@ -26,6 +26,7 @@ from producers.checkpoints.backends.dynamodb import (
 from producers.checkpoints.backends.memory import MemoryCheckpointStore
 from producers.checkpoints.backends.redis import RedisCheckpointStore
 from tests.servers import MotoServer, redis_url
+from tests.stores import store_params
 
 STREAM = "arn:aws:dynamodb:us-east-1:123456789012:table/receipts/stream/2024-01-01T00:00:00"
 OTHER_STREAM = STREAM.replace("receipts", "others")
@@ -41,15 +42,7 @@ def aws_for(moto: MotoServer) -> AwsSettings:
 Opener = Callable[[], CheckpointStore]
 
 
-#: The stores every behaviour case runs on; ``make test-fast`` keeps the memory one only.
-STORES = [
-    pytest.param("dynamodb", marks=pytest.mark.real_store),
-    pytest.param("redis", marks=pytest.mark.real_store),
-    "memory",
-]
-
-
-@pytest.fixture(params=STORES)
+@pytest.fixture(params=store_params("dynamodb", "redis"))
 def opener(request: pytest.FixtureRequest) -> Iterator[Opener]:
     if request.param == "dynamodb":
         moto: MotoServer = request.getfixturevalue("moto")

@@ -34,6 +34,7 @@ from tasks.locks import (
 )
 from tasks.preflight import check_settings
 from tests.servers import MotoServer, free_port, redis_url, wait_for
+from tests.stores import store_params
 
 #: Short enough for tests to wait out, long enough to survive a slow request.
 SHORT_TTL = 0.3
@@ -54,15 +55,7 @@ def memory_url() -> str:
     return f"memory://test-{uuid.uuid4().hex[:8]}"
 
 
-#: The stores every behaviour case runs on; ``make test-fast`` keeps the memory one only.
-STORES = [
-    pytest.param("redis", marks=pytest.mark.real_store),
-    pytest.param("dynamodb", marks=pytest.mark.real_store),
-    "memory",
-]
-
-
-@pytest.fixture(params=STORES)
+@pytest.fixture(params=store_params("redis", "dynamodb"))
 def backend(request: pytest.FixtureRequest) -> Iterator[LockBackend]:
     if request.param == "redis":
         request.getfixturevalue("redis_client")  # clean db 15, fails clearly if Redis is down
