@@ -20,7 +20,8 @@ from celery.signals import worker_process_init
 
 from chromasync.core.attributes import decode_image
 from chromasync.core.celery_settings import celery_settings
-from chromasync.core.entities import SPECS_BY_TYPE, line_embedding_id, word_embedding_id
+from chromasync.core.entities import SPECS_BY_TYPE
+from chromasync.core.keys import line_embedding_id, word_embedding_id
 from tasks.audit import AuditLog
 from tasks.chroma.factory import chroma_target_from_settings
 from tasks.chroma.target import ChromaTarget

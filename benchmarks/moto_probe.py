@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from benchmarks.stack import BenchStack
-from chromasync.core.entities import image_pk, receipt_sk, word_sk
+from chromasync.core.keys import image_pk, receipt_sk, word_sk
 from chromasync.seed import ReceiptSpec
 
 

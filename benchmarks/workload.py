@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from chromasync.core.entities import (
+from chromasync.core.keys import (
     image_pk,
     line_embedding_id,
     line_sk,

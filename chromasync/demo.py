@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chromasync.core.entities import MERCHANT_FIELDS, image_pk, receipt_sk
+from chromasync.core.entities import MERCHANT_FIELDS
+from chromasync.core.keys import image_pk, receipt_sk
 from chromasync.local import redis_answers, wait_for
 from chromasync.localsystem import LocalSystem
 from chromasync.runner import RunningPipeline

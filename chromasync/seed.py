@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from chromasync.core.entities import (
+from chromasync.core.keys import (
     image_pk,
     line_embedding_id,
     line_sk,

@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from chromasync.core.entities import image_pk, receipt_sk  # noqa: E402
+from chromasync.core.keys import image_pk, receipt_sk  # noqa: E402
 from chromasync.local import MotoServer, RedisServer, free_port, wait_for  # noqa: E402
 from chromasync.seed import demo_receipts, merchant_fields  # noqa: E402
 from tests.stack import Stack  # noqa: E402

@@ -29,7 +29,7 @@ from chromasync.core.groups import receipt_group
 from chromasync.core.logs import change_fields, set_log_context
 from tasks.app import app
 from tasks.deadletter import DeadLetter, now
-from tasks.errors import EmbeddingMissing, InvalidChange, is_transient
+from tasks.errors import ContractViolation, EmbeddingMissing, is_transient
 from tasks.history import FailureHistory
 from tasks.intake import MalformedTaskCall, call_error
 from tasks.metrics import recording as metrics
@@ -183,7 +183,9 @@ def apply_changes(self: Task, *args: Any, **kwargs: Any) -> dict[str, Any]:
         return {"status": "rejected", "error": str(exc)[:500]}
     for bad in rejected:
         single = {**payload, "changes": [bad.change]}
-        error = InvalidChange(f"change {bad.index} of batch {payload.get('batch_id')}: {bad.error}")
+        error = ContractViolation(
+            f"change {bad.index} of batch {payload.get('batch_id')}: {bad.error}"
+        )
         dead_letter(self, runtime, collection, single, error, past, permanent=True)
     if batch is None:
         return {"status": "rejected", "error": "no valid change in the batch"}

@@ -21,7 +21,7 @@ __all__ = [
     "THROTTLING_CODES",
     "DeltaNotReady",
     "EmbeddingMissing",
-    "InvalidChange",
+    "ContractViolation",
     "aws_error_code",
     "is_transient",
 ]
@@ -56,7 +56,7 @@ class DeltaNotReady(ConnectionError):
     """
 
 
-class InvalidChange(ValueError):
+class ContractViolation(ValueError):
     """One change of a batch does not fit the message contract (permanent)."""
 
 

@@ -27,7 +27,8 @@ from typing import Any
 
 from chromasync.core.attributes import decode_image
 from chromasync.core.config import AwsSettings
-from chromasync.core.entities import EntitySpec, image_pk, receipt_sk, recognise
+from chromasync.core.entities import EntitySpec, recognise
+from chromasync.core.keys import image_pk, receipt_sk
 
 ReceiptKey = tuple[str, int]
 

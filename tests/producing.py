@@ -20,7 +20,7 @@ from boto3.dynamodb.types import TypeSerializer
 
 from chromasync.core.config import Settings
 from chromasync.core.contract import APPLY_TASK_NAME, ChangeBatch
-from chromasync.core.entities import image_pk, line_sk, receipt_sk, word_sk
+from chromasync.core.keys import image_pk, line_sk, receipt_sk, word_sk
 from chromasync.provision import ensure_queues
 from producers.quarantine import QUARANTINE_SUFFIX
 

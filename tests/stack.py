@@ -16,7 +16,7 @@ from typing import Any
 
 import boto3
 
-from chromasync.core.entities import image_pk, receipt_sk
+from chromasync.core.keys import image_pk, receipt_sk
 from chromasync.local import wait_for
 from chromasync.localsystem import LocalSystem
 from chromasync.provision import queues_empty

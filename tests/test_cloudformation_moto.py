@@ -48,7 +48,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from chromasync.core.config import Settings
-from chromasync.core.entities import REGISTRY, image_pk, receipt_sk
+from chromasync.core.entities import REGISTRY
+from chromasync.core.keys import image_pk, receipt_sk
 from chromasync.local import MotoServer, wait_for
 from chromasync.provision import MAX_MESSAGE_BYTES, MAX_RECEIVE_COUNT, ensure_table
 from chromasync.seed import ReceiptSpec, demo_receipts, merchant_fields, seed_chroma, seed_table

@@ -7,7 +7,7 @@ from typing import Any
 
 import boto3
 
-from chromasync.core.entities import image_pk, receipt_sk, word_embedding_id, word_sk
+from chromasync.core.keys import image_pk, receipt_sk, word_embedding_id, word_sk
 from chromasync.local import wait_for
 from chromasync.seed import demo_receipts, merchant_fields, publish_run, table_items
 from tests.stack import Stack, run_poller_in_thread

@@ -22,13 +22,8 @@ import pytest
 
 from chromasync.core.config import AwsSettings, ConfigError
 from chromasync.core.contract import Change, ChangeBatch, ChangeKeys
-from chromasync.core.entities import (
-    CollectionRole,
-    EntityType,
-    image_pk,
-    line_embedding_id,
-    line_sk,
-)
+from chromasync.core.entities import CollectionRole, EntityType
+from chromasync.core.keys import image_pk, line_embedding_id, line_sk
 from chromasync.provision import ensure_lock_table
 from chromasync.seed import vector
 from tasks.chroma.persistent import open_directory

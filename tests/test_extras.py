@@ -22,7 +22,7 @@ from packaging.requirements import Requirement
 
 from chromasync.commands import COMMANDS
 from chromasync.core.config import Settings
-from chromasync.core.entities import image_pk, line_sk
+from chromasync.core.keys import image_pk, line_sk
 from chromasync.extras import COMMAND_EXTRAS, EXTRA_MODULES
 from chromasync.local import free_port
 from chromasync.provision import provision

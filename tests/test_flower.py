@@ -25,7 +25,7 @@ import pytest
 import redis
 
 from chromasync.core.contract import APPLY_TASK_NAME
-from chromasync.core.entities import image_pk, receipt_sk
+from chromasync.core.keys import image_pk, receipt_sk
 from chromasync.local import RedisServer, free_port, wait_for
 from chromasync.processes import spawn, stop_process
 from chromasync.seed import ReceiptSpec, demo_receipts

@@ -44,7 +44,8 @@ import boto3
 import pytest
 
 from chromasync.core.contract import Change, ChangeBatch, ChangeKeys
-from chromasync.core.entities import EntityType, image_pk, line_sk, receipt_sk
+from chromasync.core.entities import EntityType
+from chromasync.core.keys import image_pk, line_sk, receipt_sk
 from chromasync.local import MotoServer, wait_for
 from chromasync.provision import queue_depth
 from chromasync.seed import (
@@ -389,10 +390,10 @@ def operator_work(d: Deployment, creds: dict[str, str], tmp: Path) -> None:
     now = time.time()
     for error in ("redrive me", "purge me"):
         letters.send(
-            DeadLetter(lines, {"schema_version": 1}, "InvalidChange", error, "", 1, now, now)
+            DeadLetter(lines, {"schema_version": 1}, "ContractViolation", error, "", 1, now, now)
         )
     listed = cli(d, creds, "dlq", "list", "--collection", lines)
-    if listed.stdout.count("InvalidChange") != 2:
+    if listed.stdout.count("ContractViolation") != 2:
         raise WorkFailed(f"dlq list shows:\n{listed.stdout}")
     first = letters.peek(lines, 10)
     redrive = next(r for r in first if r.letter.error == "redrive me").message_id

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from chromasync.core.contract import APPLY_TASK_NAME
-from chromasync.core.entities import image_pk, receipt_sk, word_embedding_id
+from chromasync.core.keys import image_pk, receipt_sk, word_embedding_id
 from chromasync.local import wait_for
 from chromasync.seed import demo_receipts, merchant_fields
 from producers.publishing import producer_app

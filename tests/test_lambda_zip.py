@@ -23,7 +23,7 @@ import pytest
 
 from chromasync.core.config import Settings
 from chromasync.core.contract import APPLY_TASK_NAME, ChangeBatch
-from chromasync.core.entities import image_pk, word_sk
+from chromasync.core.keys import image_pk, word_sk
 from producers.quarantine import QUARANTINE_SUFFIX
 from tests.lambda_build import ROOT, SCRIPT, build_module, isolated
 from tests.producing import IMAGE, Queues, decode_task, line_record, record

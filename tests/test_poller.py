@@ -12,7 +12,7 @@ import boto3
 import pytest
 
 from chromasync.core.config import Settings
-from chromasync.core.entities import image_pk, line_sk
+from chromasync.core.keys import image_pk, line_sk
 from chromasync.local import free_port, wait_for
 from chromasync.provision import SOURCE_TABLE_SCHEMA, provision
 from producers.checkpoints.backends.dynamodb import CHECKPOINT_TABLE_SCHEMA

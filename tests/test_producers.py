@@ -15,8 +15,8 @@ import pytest
 
 from chromasync.core.config import ConfigError, Settings
 from chromasync.core.contract import Change, ChangeBatch
-from chromasync.core.entities import image_pk, line_sk, receipt_sk, word_sk
 from chromasync.core.groups import receipt_group
+from chromasync.core.keys import image_pk, line_sk, receipt_sk, word_sk
 from chromasync.local import free_port
 from producers.packing import MAX_PAYLOAD_BYTES
 from producers.pipeline import StreamProcessor

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from chromasync.core.config import ConfigError
-from chromasync.core.entities import word_embedding_id
+from chromasync.core.keys import word_embedding_id
 from chromasync.local import wait_for
 from chromasync.provision import queue_depth
 from chromasync.seed import demo_receipts

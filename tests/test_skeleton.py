@@ -8,7 +8,8 @@ import sys
 import pytest
 import redis
 
-from chromasync.core.entities import MERCHANT_FIELDS, image_pk, receipt_sk
+from chromasync.core.entities import MERCHANT_FIELDS
+from chromasync.core.keys import image_pk, receipt_sk
 from chromasync.local import wait_for
 from chromasync.seed import demo_receipts
 from tests.stack import Stack

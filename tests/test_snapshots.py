@@ -32,7 +32,7 @@ import redis
 from chromasync.core.celery_settings import celery_settings
 from chromasync.core.config import AwsSettings
 from chromasync.core.contract import SNAPSHOT_TASK_NAME
-from chromasync.core.entities import image_pk, receipt_sk
+from chromasync.core.keys import image_pk, receipt_sk
 from chromasync.local import wait_for
 from chromasync.provision import ensure_lock_table
 from chromasync.seed import ReceiptSpec, demo_receipts, merchant_fields, vector

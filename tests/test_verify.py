@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chromasync.core.entities import line_embedding_id, word_embedding_id
+from chromasync.core.keys import line_embedding_id, word_embedding_id
 from chromasync.local import wait_for
 from chromasync.seed import demo_receipts, vector
 from tests.stack import Stack

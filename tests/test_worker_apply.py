@@ -16,9 +16,8 @@ import pytest
 import redis
 
 from chromasync.core.contract import Change, ChangeBatch
-from chromasync.core.entities import (
-    MERCHANT_FIELDS,
-    CollectionRole,
+from chromasync.core.entities import MERCHANT_FIELDS, CollectionRole
+from chromasync.core.keys import (
     image_pk,
     line_embedding_id,
     line_sk,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from chromasync.core.entities import image_pk, receipt_sk, word_embedding_id
+from chromasync.core.keys import image_pk, receipt_sk, word_embedding_id
 from chromasync.local import ChromaServer, wait_for
 from chromasync.seed import demo_receipts, merchant_fields, seed_chroma
 from tasks.audit import read_audit

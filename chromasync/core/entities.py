@@ -13,10 +13,17 @@ is one new :class:`Effect` and its implementation in ``tasks.effects``.
 from __future__ import annotations
 
 import re
-import string
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final, NamedTuple
+
+from chromasync.core.keys import (
+    PK_PATTERN,
+    RECEIPT_KEYS,
+    RECEIPT_TEMPLATE,
+    template_parts,
+    template_pattern,
+)
 
 
 class EntityType(StrEnum):
@@ -59,16 +66,6 @@ class Effect(StrEnum):
     DELTA = "delta"
 
 
-#: The partition key of every entity: ``IMAGE#{image_id}``.
-PK_PATTERN: Final = re.compile(r"^IMAGE#(?P<image_id>[^#]+)$")
-#: Every sort key starts with its receipt's, so one Query reads a whole receipt.
-RECEIPT_TEMPLATE: Final = "RECEIPT#{receipt_id:05d}"
-#: Keys every change carries (the receipt's); an entity's template adds its own.
-RECEIPT_KEYS: Final = ("image_id", "receipt_id")
-#: The keys a template may use, with the type a change carries them as. A new key
-#: name is a change of the contract (``chromasync.core.contract.ChangeKeys``).
-KEY_NAMES: Final = ("image_id", "receipt_id", "line_id", "word_id", "label", "run_id")
-
 #: Fields of a line or a word that end up in its embedding's metadata.
 TEXT_FIELDS: Final = ("text", "confidence", "bounding_box", "embedding_status", "is_noise")
 
@@ -90,34 +87,6 @@ LABEL_FIELDS: Final = (
     "label_proposed_by",
     "label_consolidated_from",
 )
-
-#: The two kinds of template field: ``{line_id:05d}`` (a five-digit number, an int in a
-#: change) and ``{label}`` (a name: any text without ``#``).
-_FIELD_KINDS: Final = {"05d": "number", "": "name"}
-
-
-def _template_parts(template: str) -> list[tuple[str, str]]:
-    """The template's parts in order: ``(text, "literal")`` or ``(key, "number"|"name")``."""
-    parts: list[tuple[str, str]] = []
-    for literal, name, spec, _conversion in string.Formatter().parse(template):
-        if literal:
-            parts.append((literal, "literal"))
-        if name is not None:
-            if spec not in _FIELD_KINDS or name not in KEY_NAMES:
-                raise ValueError(f"template {template!r}: unsupported field {{{name}:{spec}}}")
-            parts.append((name, _FIELD_KINDS[spec]))
-    return parts
-
-
-def _pattern(template: str, number: str, name: str) -> re.Pattern[str]:
-    """The template as a regular expression whose named groups are its keys."""
-    source = ""
-    for text, kind in _template_parts(template):
-        if kind == "literal":
-            source += re.escape(text)
-        else:
-            source += f"(?P<{text}>{number if kind == 'number' else name})"
-    return re.compile(f"^{source}$")
 
 
 @dataclass(frozen=True)
@@ -150,11 +119,11 @@ class EntitySpec:
     def __post_init__(self) -> None:
         if not self.sk_template.startswith(RECEIPT_TEMPLATE):
             raise ValueError(f"{self.entity_type}: its sort key must start {RECEIPT_TEMPLATE!r}")
-        parts = _template_parts(self.sk_template)
+        parts = template_parts(self.sk_template)
         names = [text for text, kind in parts if kind != "literal"]
         set_ = object.__setattr__
-        set_(self, "sk_pattern", _pattern(self.sk_template, r"\d{5}", r"[^#]+"))
-        set_(self, "loose_pattern", _pattern(self.sk_template, r"[^#]*", r"[^#]*"))
+        set_(self, "sk_pattern", template_pattern(self.sk_template, r"\d{5}", r"[^#]+"))
+        set_(self, "loose_pattern", template_pattern(self.sk_template, r"[^#]*", r"[^#]*"))
         set_(self, "keys", ("image_id", *names))
         set_(self, "item_keys", tuple(n for n in names if n not in RECEIPT_KEYS))
         set_(self, "int_keys", frozenset(text for text, kind in parts if kind == "number"))
@@ -303,29 +272,3 @@ def resembles(pk: str, sk: str) -> EntitySpec | None:
         if spec.loose_pattern.match(sk):
             return spec
     return None
-
-
-def receipt_sk(receipt_id: int) -> str:
-    return f"RECEIPT#{receipt_id:05d}"
-
-
-def line_sk(receipt_id: int, line_id: int) -> str:
-    return f"{receipt_sk(receipt_id)}#LINE#{line_id:05d}"
-
-
-def word_sk(receipt_id: int, line_id: int, word_id: int) -> str:
-    return f"{line_sk(receipt_id, line_id)}#WORD#{word_id:05d}"
-
-
-def image_pk(image_id: str) -> str:
-    return f"IMAGE#{image_id}"
-
-
-def line_embedding_id(image_id: str, receipt_id: int, line_id: int) -> str:
-    """The Chroma id of a line's embedding."""
-    return f"{image_pk(image_id)}#{line_sk(receipt_id, line_id)}"
-
-
-def word_embedding_id(image_id: str, receipt_id: int, line_id: int, word_id: int) -> str:
-    """The Chroma id of a word's embedding."""
-    return f"{image_pk(image_id)}#{word_sk(receipt_id, line_id, word_id)}"

@@ -17,7 +17,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from chromasync.core.attributes import decode_image
-from chromasync.core.entities import CollectionRole, image_pk, receipt_sk
+from chromasync.core.entities import CollectionRole
+from chromasync.core.keys import image_pk, receipt_sk
 from tasks.errors import aws_error_code
 
 log = logging.getLogger(__name__)

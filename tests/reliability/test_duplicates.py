@@ -8,7 +8,7 @@ from typing import Any
 
 import boto3
 
-from chromasync.core.entities import image_pk, line_sk, receipt_sk, word_sk
+from chromasync.core.keys import image_pk, line_sk, receipt_sk, word_sk
 from chromasync.seed import demo_receipts, merchant_fields
 from producers.pipeline import StreamProcessor
 from producers.publishing import Publisher

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from chromasync.core.entities import image_pk, receipt_sk, word_sk
+from chromasync.core.keys import image_pk, receipt_sk, word_sk
 from chromasync.local import wait_for
 from chromasync.seed import demo_receipts, merchant_fields, text_item
 from tests.stack import Stack, run_poller_in_thread

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from chromasync.core import entities
-from chromasync.core.entities import image_pk, receipt_sk
+from chromasync.core.keys import image_pk, receipt_sk
 from chromasync.local import wait_for
 from chromasync.seed import demo_receipts
 from tasks.sources import TableReader
@@ -35,9 +35,10 @@ def main(log_dir: Path) -> dict[str, Any]:
 
     def notes() -> dict[str, list[Any]]:
         return {
-            name: [m.get("note") for m in stack.collection(name).get(include=["metadatas"])[
-                "metadatas"
-            ]]
+            name: [
+                m.get("note")
+                for m in stack.collection(name).get(include=["metadatas"])["metadatas"]
+            ]
             for name in names
         }
 
