@@ -32,7 +32,6 @@ from chromasync.core.resources import DeploymentError
 from producers import defaults
 from producers.errors import (
     ChangeTooLarge,
-    EnqueueError,
     InvalidChange,
     NotConfigured,
     NotDeployed,
@@ -42,18 +41,6 @@ from producers.errors import (
 from producers.packing import Routed, pack, sized
 from producers.pipeline import ProcessReport
 from producers.publishing import Published, Publisher
-
-__all__ = [
-    "DEFAULT_PRODUCER",
-    "ChangeTooLarge",
-    "EnqueueError",
-    "InvalidChange",
-    "NotConfigured",
-    "NotDeployed",
-    "PublishFailed",
-    "enqueue",
-    "enqueue_records",
-]
 
 #: ``producer`` recorded in batches sent through this API.
 DEFAULT_PRODUCER = "chromasync.api"

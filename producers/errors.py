@@ -35,16 +35,6 @@ from chromasync.core.resources import DeploymentError
 if TYPE_CHECKING:
     from producers.publishing import Published
 
-__all__ = [
-    "ChangeTooLarge",
-    "EnqueueError",
-    "InvalidChange",
-    "NotConfigured",
-    "NotDeployed",
-    "PublishError",
-    "PublishFailed",
-]
-
 
 class PublishError(RuntimeError):
     """A batch could not be published after every retry (any producer: stream, replay, API)."""
