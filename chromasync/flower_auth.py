@@ -3,8 +3,7 @@
 Flower checks basic auth only in the handlers it decorates: its pages and
 ``/api/...``. ``/metrics`` (Prometheus: every worker's name, task names and
 counts), ``/static/...``, ``/favicon.ico``, ``/robots.txt`` (served by Tornado
-itself), ``/login``, ``/logout`` and the 404 page answer anyone (measured on
-Flower 2.2: ``/metrics`` 200 without credentials).
+itself), ``/login``, ``/logout`` and the 404 page answer anyone (Flower 2.2).
 
 This module is what ``chromasync flower`` execs instead of ``python -m celery``:
 Celery's command line, with Flower's application class replaced by

@@ -2,8 +2,7 @@
 
 moto's server handles each request on its own thread and evaluates a
 DynamoDB ``ConditionExpression`` and the write that follows as two steps,
-so two concurrent conditional writes can both succeed (measured: two lock
-winners in about one run of three with 8 racing threads). Real DynamoDB
+so two concurrent conditional writes can both succeed. Real DynamoDB
 makes them one atomic step, and the DynamoDB lock backend relies on that.
 This wrapper serialises DynamoDB and DynamoDB Streams requests (SQS and S3
 stay concurrent, so long polls do not block anything), which restores the
@@ -55,13 +54,13 @@ def index_partition_queries() -> None:
 
     moto's ``Table.query`` lists and sorts every item of the table to answer a
     query on one partition key (O(N log N) per query); real DynamoDB reads only
-    that partition. With 12,500 items a Query took 121 ms in moto and 13 ms with
-    this (measured on this machine), which decides whether the load test fits in CI.
-    A ``begins_with`` on the sort key is answered from the items with that prefix
-    only: moto measures the size of every candidate item before it applies the
-    key condition, so a word's labels cost as much as its whole receipt (8.7 ms in
-    a 300-receipt ``chromasync bench``). moto still applies the key condition, the
-    filter and the limits itself. Queries on an index keep moto's own path.
+    that partition. Reading only the partition makes a Query's cost follow the
+    partition's size rather than the table's, which decides whether the load test
+    fits in CI. A ``begins_with`` on the sort key is answered from the items with
+    that prefix only: moto measures the size of every candidate item before it
+    applies the key condition, so a word's labels would cost as much as its whole
+    receipt. moto still applies the key condition, the filter and the limits
+    itself. Queries on an index keep moto's own path.
     """
     from moto.dynamodb.models.table import Table
 
@@ -104,8 +103,8 @@ def cache_fixed_lookups() -> None:
 
     To route a request moto lists its own package directory and stats every entry
     (~60 system calls), and to dispatch it lists the response class's methods with
-    ``inspect.getmembers``; neither changes while the server runs. Together about a
-    fifth of moto's own time for a GetItem (cProfile, in-process server).
+    ``inspect.getmembers``; neither changes while the server runs, and both weigh
+    on a small request such as a GetItem.
     """
     import functools
 
@@ -151,14 +150,13 @@ def serialise_reads_directly() -> None:
     """Write the results of DynamoDB reads and stream reads as JSON directly.
 
     moto serialises every response by walking botocore's output shape, member
-    by member, looking up each member's possible names: ~90% of a Query's time
-    in moto (cProfile of a 122-item Query: 141 ms per call, 127 ms of it in
-    ``moto.core.serialize``). The items of these reads are typed attribute
-    maps already, which is the wire form; only bytes (base64) and times (epoch
-    seconds) need converting. Members the output shape does not name are
-    ignored by boto3's parser, as they are by real clients. Errors and every
-    other operation keep moto's own path. ``tests/test_motoserver.py`` checks
-    every attribute type and both paths give boto3 the same answer.
+    by member, looking up each member's possible names, which is most of what
+    moto spends on a read that returns many items. The items of these reads are
+    typed attribute maps already, which is the wire form; only bytes (base64)
+    and times (epoch seconds) need converting. Members the output shape does not
+    name are ignored by boto3's parser, as they are by real clients. Errors and
+    every other operation keep moto's own path. ``tests/test_motoserver.py``
+    checks every attribute type and both paths give boto3 the same answer.
     """
     from moto.core.responses import ActionResult
 

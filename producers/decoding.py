@@ -9,9 +9,8 @@ never float.
 
 Keys and the record's own fields are decoded at once; images are decoded when
 asked for, and :meth:`StreamRecord.changed_fields` decodes only the attributes
-a diff needs (measured with ``chromasync bench``: decoding every attribute of
-both images was most of the producer's time, and the producer reads a handful
-of them).
+a diff needs: the producer reads a handful of an image's attributes, and
+decoding the others would be most of its per-record work for nothing.
 
 A record that cannot be decoded raises :class:`MalformedRecord` with a message
 that says which field is wrong, so it can be reported and counted.

@@ -21,9 +21,9 @@ from producers.errors import ChangeTooLarge
 #: with that MaximumMessageSize (chromasync.provision). The payload is encoded
 #: twice on its way: Celery's message body is base64 inside kombu's JSON
 #: envelope, and kombu's SQS transport base64-encodes that envelope again, so
-#: the message is 16/9 of the payload plus 4/3 of the headers (measured:
-#: 1.787x for a 150 KB payload). With 4 KiB of room for headers the payload
-#: may be (262,144 * 3/4 - 4,096) * 3/4 = 144,384 bytes; 140,000 keeps a margin.
+#: the message is 16/9 of the payload plus 4/3 of the headers. With 4 KiB of
+#: room for headers the payload may be (262,144 * 3/4 - 4,096) * 3/4 = 144,384
+#: bytes; 140,000 keeps a margin.
 MAX_PAYLOAD_BYTES: Final = 140_000
 
 
@@ -48,13 +48,14 @@ def _size(change: WireChange) -> int:
     """At least the bytes the change takes in the task as kombu serialises it.
 
     kombu writes the payload with ``json.dumps`` (default separators, ASCII
-    escapes). pydantic-core's JSON is compact and several times faster to make;
-    with ASCII escapes (asked for only when the text is not ASCII) it escapes as
-    ``json.dumps`` does but for DEL, which it leaves as one byte. So its length,
-    plus one byte per comma and colon (the space ``json.dumps`` puts after each
-    separator; those inside strings count too, which only overestimates), plus
-    five per DEL, plus one per ``e-`` (``json.dumps`` writes ``1e-07`` where
-    pydantic-core writes ``1e-7``) bounds the real size from above.
+    escapes). pydantic-core's JSON is compact and cheaper to make, which counts
+    because every change is sized; with ASCII escapes (asked for only when the
+    text is not ASCII) it escapes as ``json.dumps`` does but for DEL, which it
+    leaves as one byte. So its length, plus one byte per comma and colon (the
+    space ``json.dumps`` puts after each separator; those inside strings count
+    too, which only overestimates), plus five per DEL, plus one per ``e-``
+    (``json.dumps`` writes ``1e-07`` where pydantic-core writes ``1e-7``) bounds
+    the real size from above.
     """
     encoded = pydantic_core.to_json(change)
     if not encoded.isascii():

@@ -87,11 +87,11 @@ def _collector_paused() -> Iterator[None]:
     """Pause Python's cyclic garbage collector for one page of records.
 
     A page makes a few container objects per record that live until it is
-    published, so the collector ran many times per page, each time walking the
-    page so far (measured on the benchmark's records: 12% of the producer's
-    time). Nothing a page makes depends on the collector: reference counting
-    frees it when the page is done, and the page size bounds what is held
-    meanwhile. The collector resumes (if it was on) when the page is done.
+    published, so the collector would run many times per page, each time
+    walking the page so far and finding nothing to free. Nothing a page makes
+    depends on the collector: reference counting frees it when the page is
+    done, and the page size bounds what is held meanwhile. The collector
+    resumes (if it was on) when the page is done.
     """
     if not gc.isenabled():
         yield

@@ -34,15 +34,14 @@ IDLE_SLEEP = 0.25
 #: while records trickle in; a round that read a full page starts the next at once.
 #: AWS Lambda reads a stream shard about four times a second. Reading as often lets a
 #: trickle gather into one task per collection per round instead of many small ones,
-#: and each task costs the worker a receive, its lock, reads and a write (measured with
-#: ``chromasync bench`` at 50 changes/s: rounds every ~0.1 s made tasks of ~5 changes
-#: that queued behind each other on a 2-core machine).
+#: and each task costs the worker a receive, its lock, reads and a write, so many small
+#: tasks queue behind each other where fewer larger ones would not.
 ROUND_INTERVAL = 0.25
 #: Seconds between DescribeStream calls that look for new shards while every known
 #: shard is open. AWS allows DescribeStream about 10 times a second per account, and
-#: on moto it cost every round a serialised call (measured with ``chromasync bench``:
-#: one of four calls per round). A shard that closes makes the next round look at
-#: once, since its children are read next.
+#: calling it every round would add a call to every round (on moto, a serialised one)
+#: to find shards that appear only when one closes. A shard that closes makes the
+#: next round look at once, since its children are read next.
 DISCOVER_INTERVAL = 10.0
 
 StartPosition = Literal["TRIM_HORIZON", "LATEST"]

@@ -47,10 +47,10 @@ def producer_app(env: Mapping[str, str] | None = None) -> Celery:
 
     Its broker connection does not retry by itself: kombu would otherwise
     retry opening the SQS channel for up to ``broker_connection_timeout``
-    (4 s, sleeping 2 s then 4 s) inside *every* attempt, so an unreachable
-    endpoint took 6.5 s per attempt (measured) on top of :class:`Publisher`'s
-    own backoff. The publisher's retries are the only ones; the worker's
-    settings (``celeryconfig``) are untouched.
+    (4 s, sleeping 2 s then 4 s) inside *every* attempt, so each attempt on
+    an unreachable endpoint would wait seconds more on top of
+    :class:`Publisher`'s own backoff. The publisher's retries are the only
+    ones; the worker's settings (``celeryconfig``) are untouched.
     """
     from chromasync.core.celery_settings import celery_settings
 

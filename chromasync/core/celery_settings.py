@@ -85,7 +85,7 @@ def celery_settings(env: Mapping[str, str] | None = None) -> dict[str, Any]:
             "visibility_timeout": settings.visibility_timeout,
             # Pause after an empty receive. Long polling (wait_time_seconds) already
             # bounds idle requests to about one per second; a longer pause only adds
-            # lag (BENCHMARKS.md: 0.5 s gave p99 35 s at 50 changes/s, 0.05 s gave 7 s).
+            # lag (BENCHMARKS.md).
             "polling_interval": env_float(env, "CHROMASYNC_POLLING_INTERVAL", 0.05),
             "wait_time_seconds": env_int(env, "CHROMASYNC_WAIT_TIME_SECONDS", 1),
         },

@@ -29,7 +29,7 @@ Modules: :mod:`~producers.replay_input.model` (what reading yields),
 Why ijson rather than a parser of our own: the C backend streams from a file
 object and builds records as fast as ``json.loads`` builds whole documents
 (BENCHMARKS.md, "Replay memory"), and keeps numbers exact (``Decimal``, as the
-decoder does); a hand-written incremental parser would be pure Python, several
-times slower, and one more thing to get right. It is a small wheel in the base
+decoder does); a hand-written incremental parser would be pure Python, slower
+than the C backend, and one more thing to get right. It is a small wheel in the base
 install (``chromasync replay`` is part of the producer).
 """
