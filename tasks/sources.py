@@ -82,8 +82,15 @@ class ReceiptState:
     receipt_id: int
     items: dict[str, Items] = field(default_factory=dict)
 
+    #: :meth:`under`'s items grouped by key prefix, per entity and prefix length: built
+    #: once per state (effects ask for one owner's labels per change), dropped by :meth:`add`.
+    _groups: dict[tuple[str, int], dict[tuple[Any, ...], list[dict[str, Any]]]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
     def add(self, spec: EntitySpec, item_key: tuple[Any, ...], item: dict[str, Any]) -> None:
         self.items.setdefault(spec.entity_type, {})[item_key] = item
+        self._groups.clear()
 
     def of(self, spec: EntitySpec) -> Items:
         """The entity's items in this receipt (none read: empty)."""
@@ -96,7 +103,13 @@ class ReceiptState:
     def under(self, spec: EntitySpec, prefix: tuple[Any, ...]) -> list[dict[str, Any]]:
         """The entity's items whose keys start with ``prefix`` (a word's or a line's labels)."""
         width = len(prefix)
-        return [item for key, item in self.of(spec).items() if key[:width] == prefix]
+        groups = self._groups.get((spec.entity_type, width))
+        if groups is None:
+            groups = {}
+            for key, item in self.of(spec).items():
+                groups.setdefault(key[:width], []).append(item)
+            self._groups[(spec.entity_type, width)] = groups
+        return list(groups.get(prefix, ()))
 
 
 class TableReader:

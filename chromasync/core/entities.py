@@ -12,7 +12,9 @@ is one new :class:`Effect` and its implementation in ``tasks.effects``.
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final, NamedTuple
@@ -89,6 +91,13 @@ LABEL_FIELDS: Final = (
 )
 
 
+def _getter(keys: Any) -> Callable[[str], Any]:
+    """Reads a key by name from a mapping of keys or an object holding them (``ChangeKeys``)."""
+    if isinstance(keys, dict):
+        return keys.get
+    return lambda name: getattr(keys, name)
+
+
 @dataclass(frozen=True)
 class EntitySpec:
     """One entity of the table, all that any part of chromasync needs to know of it."""
@@ -134,17 +143,17 @@ class EntitySpec:
 
     def sk(self, keys: Any) -> str:
         """The sort key of the item with these keys (a mapping or an object with them)."""
-        get = keys.get if isinstance(keys, dict) else lambda name: getattr(keys, name)
+        get = _getter(keys)
         return self.sk_template.format(**{name: get(name) for name in self.keys[1:]})
 
     def embedding_id(self, keys: Any) -> str:
         """The Chroma id of the item's embedding: ``IMAGE#{image_id}#`` and its sort key."""
-        get = keys.get if isinstance(keys, dict) else lambda name: getattr(keys, name)
+        get = _getter(keys)
         return f"IMAGE#{get('image_id')}#{self.sk(keys)}"
 
     def item_key(self, keys: Any) -> tuple[Any, ...]:
         """The item's key within its receipt (``(line_id, word_id)`` for a word)."""
-        get = keys.get if isinstance(keys, dict) else lambda name: getattr(keys, name)
+        get = _getter(keys)
         return tuple(get(name) for name in self.item_keys)
 
     def keys_of(self, image_id: str, receipt_id: int, item_key: tuple[Any, ...]) -> dict[str, Any]:
@@ -213,8 +222,12 @@ REGISTRY: Final[tuple[EntitySpec, ...]] = (
 SPECS_BY_TYPE: Final[dict[str, EntitySpec]] = {spec.entity_type: spec for spec in REGISTRY}
 
 
+@functools.cache
 def specs_with(effect: Effect, role: CollectionRole | None = None) -> tuple[EntitySpec, ...]:
-    """The entries of one effect (and touching ``role``, when given), in registry order."""
+    """The entries of one effect (and touching ``role``, when given), in registry order.
+
+    Cached: the registry is fixed at import, and effects ask for every change.
+    """
     return tuple(
         spec for spec in REGISTRY if spec.effect is effect and (role is None or role in spec.roles)
     )
