@@ -14,7 +14,6 @@ from typing import Any
 
 from benchmarks.baseline import APPLY_ONE_TASK
 from chromasync.core.config import Settings
-from chromasync.core.entities import CollectionRole
 from producers.changes import Detected, detect
 from producers.decoding import decode_record
 from producers.pipeline import ProcessReport, StreamProcessor
@@ -43,9 +42,7 @@ class PerMessageProcessor(StreamProcessor):
             if not isinstance(outcome, Detected):
                 report.ignored[str(outcome)] += 1
                 continue
-            role = outcome.roles[0]
-            if role not in (CollectionRole.LINES, CollectionRole.WORDS):
-                continue
+            role = self.settings.role_of(outcome.targets[0])
             change = outcome.change
             message = {
                 "pk": record.keys["PK"],

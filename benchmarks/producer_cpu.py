@@ -203,9 +203,7 @@ def stage_costs(
     detected = [d for d in (detect(r, settings) for r in decoded) if isinstance(d, Detected)]
     fields = [dict(d.change) for d in detected]
     routed = [
-        Routed(settings.collection_for(role), d.change, sized(d.change)[1])
-        for d in detected
-        for role in d.roles
+        Routed(target, d.change, sized(d.change)[1]) for d in detected for target in d.targets
     ]
     # Pages of routed changes as the pipeline packs them: those of PAGE records.
     per_page = max(1, round(len(routed) * PAGE / len(records)))

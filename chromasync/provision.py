@@ -90,7 +90,7 @@ def ensure_queues(settings: Settings, client: Any | None = None) -> dict[str, st
 
     sqs = _sqs(settings, client)
     urls: dict[str, str] = {}
-    for collection in settings.collections:
+    for collection in settings.targets:
         dlq_name = settings.dlq_name(collection)
         fifo: dict[str, str] = {"FifoQueue": "true"} if settings.fifo else {}
         dlq_url = sqs.create_queue(
@@ -242,9 +242,9 @@ def queue_names(settings: Settings) -> list[tuple[str, str | None, str]]:
     from producers.quarantine import Quarantine
 
     names: list[tuple[str, str | None, str]] = []
-    for collection in settings.collections:
+    for collection in settings.targets:
         names.append((settings.sqs_queue_name(collection), collection, "queue"))
-    for collection in settings.collections:
+    for collection in settings.targets:
         names.append((settings.dlq_name(collection), collection, "dead_letter"))
     names.append((Quarantine(settings).queue_name, None, "quarantine"))
     return names

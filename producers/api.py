@@ -27,8 +27,8 @@ from pydantic import ValidationError
 
 from chromasync.core.config import ConfigError
 from chromasync.core.contract import Change, validation_reasons
-from chromasync.core.entities import SPECS_BY_TYPE
 from chromasync.core.resources import DeploymentError
+from chromasync.core.routing import all_targets_of
 from producers import defaults
 from producers.errors import (
     ChangeTooLarge,
@@ -111,10 +111,10 @@ def enqueue(
     valid = _validated(changes)
     publisher = publisher or _publisher()
     settings = publisher.settings
-    if collection is not None and collection not in settings.collections:
+    if collection is not None and collection not in settings.targets:
         raise InvalidChange(
-            f"collection {collection!r} is not one of CHROMASYNC_COLLECTIONS "
-            f"({', '.join(settings.collections)})"
+            f"collection {collection!r} is not one of CHROMASYNC_COLLECTIONS or CHROMASYNC_SINKS "
+            f"({', '.join(settings.targets)})"
         )
     routed: list[Routed] = []
     for index, change in enumerate(valid):
@@ -125,8 +125,8 @@ def enqueue(
         if collection is not None:
             routed.append(Routed(collection, wire, size))
             continue
-        for role in SPECS_BY_TYPE[change.entity_type].roles:
-            routed.append(Routed(settings.collection_for(role), wire, size))
+        for target in all_targets_of(settings, change.entity_type):
+            routed.append(Routed(target, wire, size))
     batches = pack(
         routed, settings.max_changes_per_task, producer=producer, per_receipt=settings.fifo
     )

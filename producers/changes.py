@@ -9,6 +9,9 @@ The rules, per entity (see :mod:`chromasync.core.entities`):
   change only for the events listed in its spec (a receipt's REMOVE, a run's
   INSERT) — a run marked done by the worker is a MODIFY and is ignored, so
   the worker's own writes never loop back;
+* another sink (``CHROMASYNC_SINKS``) may watch more of an entity
+  (:mod:`chromasync.core.sinks`): the record then goes to that sink's target
+  alone when only what it watches changed;
 * a record whose keys are not one of our entities, or whose entity is turned
   off by its feature flag, is ignored and counted with a reason.
 
@@ -32,7 +35,8 @@ from pydantic import ValidationError
 
 from chromasync.core.config import Settings
 from chromasync.core.contract import validation_reasons, wire_change
-from chromasync.core.entities import CollectionRole, recognise, resembles
+from chromasync.core.entities import recognise, resembles
+from chromasync.core.routing import routes_of
 from chromasync.core.wire import WireChange, json_safe
 from producers.decoding import MalformedRecord, StreamRecord
 
@@ -51,10 +55,11 @@ class Ignored(StrEnum):
 
 
 class Detected(NamedTuple):
-    """A record's change and the collections it affects (a tuple: one per record)."""
+    """A record's change and the targets it goes to (a tuple: one per record)."""
 
     change: WireChange
-    roles: tuple[CollectionRole, ...]
+    #: The collections and sink targets that take it (:mod:`chromasync.core.routing`).
+    targets: tuple[str, ...]
 
 
 def _key_string(keys: dict[str, Any], name: str) -> str:
@@ -102,14 +107,24 @@ def detect(record: StreamRecord, settings: Settings) -> Detected | Ignored:
     spec = recognised.spec
     if not settings.enabled_entities.get(spec.flag, True):
         return Ignored.DISABLED
-    if not spec.monitored_fields:
-        if record.event_name not in spec.events_without_fields:
-            return Ignored.EVENT_NOT_RELEVANT
-        changes: dict[str, dict[str, Any]] = {}
-    else:
+    event = record.event_name
+    changes: dict[str, dict[str, Any]] = {}
+    if spec.monitored_fields:
         changes = field_changes(record, spec.monitored_fields)
-        if record.event_name == "MODIFY" and not changes:
-            return Ignored.NO_MONITORED_CHANGE
+    targets: tuple[str, ...] = ()
+    watched = False
+    for route in routes_of(settings, spec.entity_type):
+        if event in route.events:
+            targets += route.targets
+        elif event == "MODIFY" and route.fields:
+            watched = True
+            if route.fields is spec.monitored_fields:
+                if changes:
+                    targets += route.targets
+            elif record.changed_fields(route.fields):
+                targets += route.targets
+    if not targets:
+        return Ignored.NO_MONITORED_CHANGE if watched else Ignored.EVENT_NOT_RELEVANT
     try:
         change = wire_change(
             {
@@ -125,4 +140,4 @@ def detect(record: StreamRecord, settings: Settings) -> Detected | Ignored:
     except ValidationError as exc:
         reasons = validation_reasons(exc)
         raise MalformedRecord(f"{spec.entity_type} record {sk!r}: {reasons}") from exc
-    return Detected(change, spec.roles)
+    return Detected(change, targets)

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chromasync.core.config import Settings
-from chromasync.core.entities import CollectionRole
 from chromasync.core.resources import DeploymentError
 from producers.changes import Detected, Ignored, detect
 from producers.decoding import MalformedRecord, decode_record
@@ -117,15 +116,6 @@ class StreamProcessor:
         self.publisher = publisher
         self.quarantine = quarantine or Quarantine(settings)
         self.source = source
-        #: The collections of each entity's roles, looked up once, not per change.
-        self._collections: dict[tuple[CollectionRole, ...], tuple[str, ...]] = {}
-
-    def _collections_of(self, roles: tuple[CollectionRole, ...]) -> tuple[str, ...]:
-        collections = self._collections.get(roles)
-        if collections is None:
-            collections = tuple(self.settings.collection_for(role) for role in roles)
-            self._collections[roles] = collections
-        return collections
 
     def process(self, raw_records: Sequence[Any]) -> ProcessReport:
         """Every record of one page (at most a GetRecords page or a Lambda batch)."""
@@ -161,8 +151,8 @@ class StreamProcessor:
                 report.ignored[outcome.value] += 1
                 continue
             report.changes += 1
-            for collection in self._collections_of(outcome.roles):
-                routed.append(Routed(collection, change, size))
+            for target in outcome.targets:
+                routed.append(Routed(target, change, size))
                 origin.append(index)
         unsaved = self._quarantine(raw_records, report)
         batches = pack(routed, self.settings.max_changes_per_task, per_receipt=self.settings.fifo)

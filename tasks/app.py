@@ -17,9 +17,13 @@ install_worker_logging()
 
 log = logging.getLogger(__name__)
 
+#: The targets this worker consumes, found at start in the main process (the pool's
+#: processes inherit it) so each warms the sinks it will write; empty: unknown.
+_consumed: list[str] = []
+
 
 def consumed_collections(worker: Any, collections: tuple[str, ...]) -> list[str]:
-    """The collections whose queues a starting worker consumes (``-Q``); none if unknown."""
+    """Which of ``collections`` (targets) a starting worker consumes (``-Q``); none if unknown."""
     try:
         queues = list(worker.app.amqp.queues.consume_from)
     except AttributeError:
@@ -42,7 +46,10 @@ def _preflight(sender: Any = None, **_: Any) -> None:
 
     try:
         # None told (no -Q): check_worker checks every collection.
-        check_worker(consumed_collections(sender, Settings.from_env().collections))
+        consumed = consumed_collections(sender, Settings.from_env().targets)
+        check_worker(consumed)
+        global _consumed
+        _consumed = consumed
     except Exception as exc:
         # Celery sets up its log handlers after worker_init: the line goes to stderr.
         print(_refusal(exc), file=sys.stderr, flush=True)
@@ -83,6 +90,8 @@ def _warm_runtime(**_: Any) -> None:
     from tasks.runtime import get_runtime
 
     try:
-        get_runtime()
+        runtime = get_runtime()
+        for target in _consumed or runtime.settings.shared.collections:
+            runtime.sink_for(target)
     except Exception as exc:  # noqa: BLE001 - reported, then met again by the task
         log.warning("could not warm the worker runtime: %s", exc)

@@ -40,8 +40,8 @@ log = logging.getLogger(__name__)
 
 
 def _collection_of(task: Task, runtime: WorkerRuntime, payload: Any) -> str:
-    """Where a payload's dead letter goes: its collection, else the queue it came from."""
-    collections = runtime.settings.shared.collections
+    """Where a payload's dead letter goes: its target, else the queue it came from."""
+    collections = runtime.settings.shared.targets
     if isinstance(payload, dict) and payload.get("collection") in collections:
         return str(payload["collection"])
     routing_key = str((task.request.delivery_info or {}).get("routing_key") or "")
@@ -153,19 +153,20 @@ def apply_changes(self: Task, *args: Any, **kwargs: Any) -> dict[str, Any]:
     visibility timeout, and the queue's RedrivePolicy moves it to the
     dead-letter queue after too many receives. The worker's log says why.
     """
+    payload: Any = args[0] if args else None
     try:
         runtime = get_runtime()
+        collection = _collection_of(self, runtime, payload)
+        runtime.sink_for(collection)  # built on first use: Chroma, the dashboard table...
     except Exception as exc:
         log.error(
             "cannot apply batch %s: the worker runtime cannot be built (%s: %s); the message "
             "stays unacknowledged and comes back after the visibility timeout",
-            _batch_id(args[0] if args else None),
+            _batch_id(payload),
             type(exc).__name__,
             exc,
         )
         raise
-    payload: Any = args[0] if args else None
-    collection = _collection_of(self, runtime, payload)
     misfit = call_error(args, kwargs)
     if misfit is not None:
         call = MalformedTaskCall(f"{misfit}; keyword arguments: {sorted(kwargs)}")
@@ -177,7 +178,7 @@ def apply_changes(self: Task, *args: Any, **kwargs: Any) -> dict[str, Any]:
     try:
         batch, rejected = validate_payload(payload)
         if batch is not None:
-            runtime.settings.shared.role_of(batch.collection)
+            runtime.settings.shared.sink_of(batch.collection)
     except (ValidationError, UnknownCollection) as exc:
         dead_letter(self, runtime, collection, payload, exc, past, permanent=True)
         return {"status": "rejected", "error": str(exc)[:500]}
@@ -214,6 +215,7 @@ def apply_changes(self: Task, *args: Any, **kwargs: Any) -> dict[str, Any]:
             )
         if result.deltas_not_ready:
             parts.append(f"{len(result.deltas_not_ready)} runs' deltas not in S3 yet")
+        parts.extend(result.waits)
         missing = EmbeddingMissing("; ".join(parts))
         retry(self, runtime, batch, subset(batch, outcome.waiting), missing, past)
     return {
@@ -226,5 +228,6 @@ def apply_changes(self: Task, *args: Any, **kwargs: Any) -> dict[str, Any]:
         "failed": len(outcome.failed),
         "updated": outcome.result.updated,
         "deleted": outcome.result.deleted,
+        "superseded": outcome.result.superseded,
         "fence": outcome.fence,
     }

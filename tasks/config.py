@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from chromasync.core.config import (
@@ -78,6 +78,9 @@ class WorkerSettings:
     #: Restore the latest snapshot into an empty Chroma directory before the worker
     #: consumes (``CHROMASYNC_RESTORE_ON_START``).
     restore_on_start: bool = False
+    #: The ``CHROMASYNC_*`` variables as read: a sink reads its own settings from them
+    #: (``CHROMASYNC_DASHBOARD_TABLE``...), so adding a sink adds nothing here.
+    sink_env: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
@@ -133,6 +136,7 @@ class WorkerSettings:
                 env, "CHROMASYNC_SNAPSHOT_KEEP", DEFAULT_SNAPSHOT_KEEP, minimum=1
             ),
             restore_on_start=env_bool(env, "CHROMASYNC_RESTORE_ON_START", False),
+            sink_env={k: v for k, v in env.items() if k.startswith("CHROMASYNC_")},
         )
 
 

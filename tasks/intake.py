@@ -79,7 +79,7 @@ def arrived_on(message: Any, settings: Settings) -> str:
     info = getattr(message, "delivery_info", None) or {}
     queue = str(info.get("sqs_queue") or "").rsplit("/", 1)[-1]
     name = queue.removeprefix(settings.queue_prefix).removesuffix(".fifo")
-    return name if name in settings.collections else settings.collections[0]
+    return name if name in settings.targets else settings.collections[0]
 
 
 class DeadLetteringConsumer(Consumer):

@@ -43,8 +43,10 @@ from chromasync.core.resources import (
     not_permitted,
     queue_url,
 )
+from chromasync.core.sinks import CHROMA
 from chromasync.core.urls import redact_url
 from tasks.config import WorkerSettings
+from tasks.sinks import sink_class
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +96,8 @@ def check_settings(env: Mapping[str, str] | None = None) -> WorkerSettings:
     log_format(env)
     celery_settings(env)
     _check_events_url(env)
+    for sink in settings.shared.sinks:
+        sink_class(sink).check_settings(settings)
     return settings
 
 
@@ -201,11 +205,17 @@ def _chroma_directory(settings: WorkerSettings, collection: str) -> None:
 def worker_probes(
     settings: WorkerSettings, collections: Sequence[str], sqs: Any, dynamodb: Any
 ) -> list[Probe]:
-    """What a worker consuming ``collections`` must reach before it consumes."""
+    """What a worker consuming ``collections`` (targets) must reach before it consumes."""
     shared = settings.shared
     names = [shared.sqs_queue_name(c) for c in collections]
     names += [shared.dlq_name(c) for c in collections]
     probes = queue_probes(sqs, names)
+    for target in collections:
+        sink = shared.sink_of(target)
+        if sink != CHROMA:
+            for service, call in sink_class(sink).probes(settings, target, dynamodb):
+                probes.append(Probe(service, call))
+    collections = [c for c in collections if c in shared.collections]
     probes.append(
         Probe(f"DynamoDB table {shared.table!r}", lambda: _source_table(settings, dynamodb))
     )
@@ -214,6 +224,8 @@ def worker_probes(
             f"lock store {redact_url(settings.lock_url)}", lambda: _lock_store(settings, dynamodb)
         )
     )
+    if not collections:
+        return probes
     if settings.chroma_url:
         url = settings.chroma_url
         probes.append(Probe(f"Chroma server at {url}", lambda: _chroma_server(url)))
@@ -254,7 +266,7 @@ def check_worker(
 ) -> WorkerSettings:
     """Every setting, then every service a worker of ``collections`` (default: all) needs."""
     settings = check_settings(env)
-    wanted = list(collections or settings.shared.collections)
+    wanted = list(collections or settings.shared.targets)
     sqs, dynamodb = aws_client(settings, "sqs"), aws_client(settings, "dynamodb")
     try:
         run_probes(worker_probes(settings, wanted, sqs, dynamodb))

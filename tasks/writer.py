@@ -13,36 +13,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from tasks.chroma.target import ChromaTarget, chunks
 from tasks.errors import DeltaNotReady
 from tasks.plan import WritePlan
+from tasks.sinks.backend import LeaseCheck, WriteJournal, WriteResult, no_journal
 
 log = logging.getLogger(__name__)
 
-#: Called before every write call; raises when the lease no longer holds.
-LeaseCheck = Callable[[], None]
 #: Merges a run's delta: (collection, change, lease check, the ids to keep) -> ids merged.
 DeltaMerger = Callable[[Any, Any, LeaseCheck, frozenset[str] | None], int]
-#: Told about every write call: kind, ids written, wall-clock start and end.
-WriteJournal = Callable[[str, int, float, float], None]
-
-
-def _no_journal(kind: str, count: int, start: float, end: float) -> None:
-    return None
-
-
-@dataclass
-class WriteResult:
-    updated: int = 0
-    deleted: int = 0
-    merged: int = 0
-    missing: set[str] = field(default_factory=set)
-    write_calls: int = 0
-    #: Plan indices of run changes whose delta is not in S3 yet (they wait).
-    deltas_not_ready: set[int] = field(default_factory=set)
 
 
 class ChromaWriter:
@@ -67,7 +48,7 @@ class ChromaWriter:
         plan: WritePlan,
         check_lease: LeaseCheck,
         merge_delta: DeltaMerger | None = None,
-        journal: WriteJournal = _no_journal,
+        journal: WriteJournal = no_journal,
     ) -> WriteResult:
         result = WriteResult()
         if plan.empty:

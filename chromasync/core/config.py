@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
 from chromasync.core.entities import REGISTRY, CollectionRole
+from chromasync.core.sinks import CHROMA, DEFAULT_SINKS, SINKS
 
 #: Default DynamoDB table holding the receipt entities.
 DEFAULT_TABLE = "ReceiptsTable"
@@ -39,7 +40,7 @@ _SQS_NAME_PART = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class UnknownCollection(ValueError):
-    """A collection name that ``CHROMASYNC_COLLECTIONS`` does not configure."""
+    """A target (collection or sink table) that the configuration does not name."""
 
 
 class ConfigError(ValueError):
@@ -177,6 +178,8 @@ class Settings:
     #: Seconds a received task stays invisible to other workers (queue attribute).
     visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT
     enabled_entities: Mapping[str, bool] = field(default_factory=dict)
+    #: The sinks turned on (``CHROMASYNC_SINKS``), Chroma first.
+    sinks: tuple[str, ...] = DEFAULT_SINKS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -200,6 +203,13 @@ class Settings:
             raise ConfigError(
                 f"CHROMASYNC_QUEUE_PREFIX={queue_prefix!r} may only hold letters, digits, - and _"
             )
+        sinks = _sinks(env_str(env, "CHROMASYNC_SINKS", ",".join(DEFAULT_SINKS)))
+        clash = set(collections) & set(sinks[1:])
+        if clash:
+            raise ConfigError(
+                f"CHROMASYNC_COLLECTIONS names {sorted(clash)}, which is also a sink's queue "
+                "(CHROMASYNC_SINKS): give the collection another name"
+            )
         return cls(
             aws=AwsSettings.from_env(env),
             table=env_str(env, "CHROMASYNC_TABLE", DEFAULT_TABLE),
@@ -213,7 +223,39 @@ class Settings:
                 env, "CHROMASYNC_MAX_CHANGES_PER_TASK", DEFAULT_MAX_CHANGES_PER_TASK, minimum=1
             ),
             enabled_entities={spec.flag: env_bool(env, spec.flag, True) for spec in REGISTRY},
+            sinks=sinks,
         )
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """Every target's name: the collections, then each other sink's own (its name).
+
+        A target has its own queue, lock and dead-letter queue; a batch's
+        ``collection`` names one.
+        """
+        return (*self.collections, *self.sinks[1:])
+
+    def sink_of(self, target: str) -> str:
+        """The sink a target belongs to; :class:`UnknownCollection` for any other name."""
+        if target in self.collections:
+            return CHROMA
+        if target in self.sinks:
+            return target
+        raise UnknownCollection(
+            f"{target!r} is not one of {list(self.targets)} "
+            "(CHROMASYNC_COLLECTIONS and CHROMASYNC_SINKS)"
+        )
+
+    def select_targets(self, wanted: str | None) -> list[str]:
+        """``[wanted]``, or every target when None; ConfigError for a name not configured."""
+        if wanted is None:
+            return list(self.targets)
+        if wanted not in self.targets:
+            raise ConfigError(
+                f"unknown collection or sink {wanted!r}; configured: {list(self.targets)} "
+                "(CHROMASYNC_COLLECTIONS, CHROMASYNC_SINKS)"
+            )
+        return [wanted]
 
     @property
     def lines_collection(self) -> str:
@@ -263,3 +305,21 @@ class Settings:
     def dlq_name(self, collection: str) -> str:
         suffix = "-dlq.fifo" if self.fifo else "-dlq"
         return f"{self.queue_prefix}{collection}{suffix}"
+
+
+def _sinks(raw: str) -> tuple[str, ...]:
+    """``CHROMASYNC_SINKS`` read: known names, no repeats, Chroma first and present."""
+    names = [n.strip() for n in raw.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SINKS]
+    if unknown:
+        raise ConfigError(
+            f"CHROMASYNC_SINKS={raw!r} names unknown sinks {unknown}; known: {sorted(SINKS)}"
+        )
+    if len(set(names)) != len(names):
+        raise ConfigError(f"CHROMASYNC_SINKS={raw!r} names a sink twice")
+    if CHROMA not in names:
+        raise ConfigError(
+            f"CHROMASYNC_SINKS={raw!r} must include {CHROMA!r}: the Chroma sink cannot be "
+            "turned off (its collections are what the rest of chromasync is built around)"
+        )
+    return (CHROMA, *(n for n in names if n != CHROMA))

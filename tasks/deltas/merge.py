@@ -14,7 +14,7 @@ from typing import Any
 from tasks.chroma.persistent import open_directory
 from tasks.chroma.target import chunks
 from tasks.deltas.errors import DeltaIncomplete, InvalidDelta
-from tasks.writer import LeaseCheck
+from tasks.sinks.backend import LeaseCheck
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from tasks.deltas.fetch import fetch_delta
 from tasks.deltas.location import parse_location
 from tasks.deltas.merge import merge_directory
 from tasks.deltas.runs import MERGE_COMPLETED, RunItem
-from tasks.writer import LeaseCheck
+from tasks.sinks.backend import LeaseCheck
 
 if TYPE_CHECKING:
     from tasks.config import WorkerSettings
