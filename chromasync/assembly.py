@@ -90,7 +90,7 @@ class Assembly:
         extra_env: Mapping[str, str] | None = None,
         timeout: float = WORKER_READY_TIMEOUT,
     ) -> list[WorkerProcess]:
-        """Start one worker per collection (every one by default), all at once; wait until
+        """Start one worker per target (every collection and sink table by default); wait until
         each consumes.
 
         ``queues`` maps a collection to the queue its worker consumes instead of its
@@ -98,7 +98,7 @@ class Assembly:
         as soon as they start, so :meth:`stop_workers` stops them even when one
         never becomes ready.
         """
-        names = list(self.settings.collections if collections is None else collections)
+        names = list(self.settings.targets if collections is None else collections)
         logs = list(log_names) if log_names is not None else [None] * len(names)
         started = []
         for collection, log_name in zip(names, logs, strict=True):

@@ -5,12 +5,15 @@ Producer, poller, worker, lock and dead-letter code only look resources up
 ``chromasync provision`` runs :func:`provision`, which creates, for the
 settings in the environment:
 
-* every collection's queue with an SQS RedrivePolicy onto its dead-letter
+* every target's queue (each collection's, and each other sink's in
+  ``CHROMASYNC_SINKS``) with an SQS RedrivePolicy onto its dead-letter
   queue (the safety net for a worker that dies mid-task again and again; the
   worker itself dead-letters what it cannot apply, with details);
 * the quarantine queue of malformed stream records;
 * the poller's checkpoint table and the lock table, when their URLs name
   DynamoDB tables;
+* what each sink in ``CHROMASYNC_SINKS`` declares (its ``provision``: the
+  dashboard's table, with its TTL attribute);
 * the snapshot bucket (unless told not to);
 * with ``--table``, the source table with its stream (local setups only: on
   AWS the table belongs to the service that writes it).
@@ -193,6 +196,7 @@ def provision(
     from tasks.config import WorkerSettings
     from tasks.locks import lock_table
     from tasks.locks.backends.dynamodb import LOCK_TABLE_SCHEMA
+    from tasks.sinks import sink_class
 
     worker = WorkerSettings.from_env(env)
     settings = worker.shared
@@ -210,6 +214,9 @@ def provision(
     if locks is not None:
         arn = ensure_dynamodb_table(dynamodb, locks, LOCK_TABLE_SCHEMA)["TableArn"]
         done.append(Provisioned("DynamoDB table", locks, str(arn)))
+    for sink in settings.sinks:
+        for kind, name, detail in sink_class(sink).provision(worker, dynamodb):
+            done.append(Provisioned(kind, name, detail))
     if snapshot_bucket:
         ensure_bucket(settings, worker.snapshot_bucket)
         done.append(

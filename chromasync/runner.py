@@ -65,7 +65,7 @@ def check_pipeline(env: Mapping[str, str]) -> WorkerSettings:
     checkpoints = checkpoint_store_from_env(env, shared.aws)
     sqs, dynamodb = aws_client(settings, "sqs"), aws_client(settings, "dynamodb")
     try:
-        probes = worker_probes(settings, shared.collections, sqs, dynamodb)
+        probes = worker_probes(settings, shared.targets, sqs, dynamodb)
         probes += queue_probes(sqs, [Quarantine(shared).queue_name])
         probes.append(
             Probe(
@@ -100,7 +100,7 @@ class RunningPipeline:
                 f"the log directory {str(self.log_dir)!r} cannot be created: {exc.strerror}"
             ) from exc
         self._poller = self.assembly.poller_component(self.start, shard_metrics=True)
-        self._workers = [self.assembly.worker_component(c) for c in self.settings.collections]
+        self._workers = [self.assembly.worker_component(c) for c in self.settings.targets]
         components: list[Component] = [self._poller, *self._workers]
         self.supervisor = Supervisor(components, self.policy, on_restart=component_restarted)
         try:

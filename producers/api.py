@@ -92,9 +92,10 @@ def enqueue(
 ) -> list[Published]:
     """Publish ``changes`` as tasks; return what was sent, one entry per task.
 
-    ``collection`` sends every change to that one collection instead of the
-    collections its entity affects; it must be one of ``CHROMASYNC_COLLECTIONS``
-    (no worker reads any other queue).
+    ``collection`` sends every change to that one target instead of the
+    targets its entity goes to (the collections its entity affects, and the
+    other sinks of ``CHROMASYNC_SINKS`` that take it); it must be one of
+    ``CHROMASYNC_COLLECTIONS`` or a sink's target (no worker reads any other queue).
 
     Raises an :class:`~producers.errors.EnqueueError`, always:
 

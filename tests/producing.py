@@ -142,7 +142,7 @@ class Queues:
         ]
 
     def all_tasks(self) -> dict[str, list[TaskMessage]]:
-        return {c: self.tasks(c) for c in self.settings.collections}
+        return {c: self.tasks(c) for c in self.settings.targets}
 
     def quarantined(self) -> list[dict[str, Any]]:
         """Messages of the quarantine queue (``record``, ``error``, ``source``), removed."""

@@ -23,9 +23,12 @@ def compose() -> dict:
     return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 
 
-def test_one_single_concurrency_worker_per_collection() -> None:
+def test_one_single_concurrency_worker_per_target() -> None:
+    """Each collection and each other sink compose turns on has its own worker."""
     services = compose()["services"]
-    for collection in DEFAULT_COLLECTIONS:
+    sinks = compose()["x-chromasync-env"]["CHROMASYNC_SINKS"].split(",")
+    assert sinks[0] == "chroma"
+    for collection in (*DEFAULT_COLLECTIONS, *sinks[1:]):
         command = services[f"worker-{collection}"]["command"]
         assert command[:4] == ["celery", "-A", "tasks", "worker"]
         assert command[command.index("-Q") + 1] == collection

@@ -23,7 +23,9 @@ def register(sub: Any) -> None:
     )
     actions = dlq.add_subparsers(dest="action", required=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--collection", help="one collection (default: all)")
+    common.add_argument(
+        "--collection", help="one collection or sink target, e.g. dashboard (default: all)"
+    )
     common.add_argument(
         "--limit",
         type=whole_number(1),
@@ -55,7 +57,7 @@ def _queues(args: argparse.Namespace) -> tuple[Settings, Any, list[str]]:
     from tasks.deadletter import DeadLetterQueues
 
     settings = Settings.from_env()
-    collections = settings.select_collections(args.collection)
+    collections = settings.select_targets(args.collection)
     return settings, DeadLetterQueues(settings), collections
 
 

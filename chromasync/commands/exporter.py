@@ -182,7 +182,7 @@ class ChromasyncCollector:
 
         from chromasync.probes import last_applied, lock_infos
 
-        collections = list(self.settings.shared.collections)
+        collections = list(self.settings.shared.targets)
         held = GaugeMetricFamily(
             "chromasync_lock_held",
             "1 while a worker holds the collection's lock.",

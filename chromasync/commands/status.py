@@ -127,7 +127,7 @@ def _locks(screen: Screen, settings: WorkerSettings) -> str | None:
         return None
     backend, where = built
     try:
-        infos = probe(where, lambda: lock_infos(backend, list(settings.shared.collections)))
+        infos = probe(where, lambda: lock_infos(backend, list(settings.shared.targets)))
     finally:
         backend.close()
     screen.add("", f"locks ({where})")
@@ -150,7 +150,7 @@ def _last_applied(screen: Screen, settings: WorkerSettings, where: str, now: flo
     screen.add("", f"last applied batch ({where})")
     store = progress_store(settings)
     try:
-        applied = probe(where, lambda: last_applied(store, list(settings.shared.collections)))
+        applied = probe(where, lambda: last_applied(store, list(settings.shared.targets)))
     finally:
         store.close()
     if isinstance(applied, Unreachable):
@@ -199,7 +199,7 @@ def _metrics(screen: Screen, settings: Settings, now: float) -> None:
         return
     counters = (RECEIVED, APPLIED, FAILED, DEAD_LETTERED)
     rows: list[list[Any]] = [
-        [c, *(int(snapshot.total(m, collection=c)) for m in counters)] for c in settings.collections
+        [c, *(int(snapshot.total(m, collection=c)) for m in counters)] for c in settings.targets
     ]
     screen.add(*table(["collection", "received", "applied", "failed", "dead-lettered"], rows))
     restarts = sorted(snapshot.counters.get(RESTARTS.name, {}).items())
@@ -230,7 +230,8 @@ def render(now: float | None = None) -> Screen:
     stamp = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
     screen.add(
         f"chromasync status  {stamp}  table {shared.table}, "
-        f"collections {', '.join(shared.collections)}",
+        f"collections {', '.join(shared.collections)}"
+        + "".join(f", sink {name}" for name in shared.sinks[1:]),
         "",
     )
     _queues(screen, shared)

@@ -1,4 +1,4 @@
-"""``chromasync verify``: reconcile Chroma against the table; ``--repair`` enqueues fixes."""
+"""``chromasync verify``: check each sink against the table; ``--repair`` enqueues fixes."""
 
 from __future__ import annotations
 
@@ -9,58 +9,74 @@ from typing import Any
 def register(sub: Any) -> None:
     verify = sub.add_parser(
         "verify",
-        help="find embeddings that are missing, extra or differ from the table",
-        description="Compare every embedding of the chosen receipts with what the table says "
-        "it should hold. Exits 1 when anything drifted. --repair sends the corrective "
-        "changes through the normal path (queue, lock, worker).",
+        help="find what a sink (Chroma, the dashboard) holds differently from the table",
+        description="Compare what each sink holds for the chosen receipts with what the table "
+        "says it should hold: every embedding of the Chroma collections, every item of the "
+        "dashboard table (with CHROMASYNC_SINKS=chroma,dashboard). Exits 1 when anything "
+        "drifted. --repair sends the corrective changes through the normal path (queue, "
+        "lock, worker).",
     )
     verify.add_argument("--image", help="only this image id")
     verify.add_argument("--receipt", type=int, help="only this receipt id (with --image)")
-    verify.add_argument("--collection", help="only this collection (default: both)")
+    verify.add_argument(
+        "--sink", help="only this sink of CHROMASYNC_SINKS, e.g. dashboard (default: all)"
+    )
+    verify.add_argument("--collection", help="only this Chroma collection (default: both)")
     verify.add_argument("--repair", action="store_true", help="enqueue corrective changes")
     verify.add_argument("--show", type=int, default=20, help="drift lines to print (default 20)")
     verify.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
+    from chromasync.core.config import ConfigError
+    from chromasync.core.sinks import CHROMA
     from producers.publishing import Publisher
-    from tasks.chroma.factory import chroma_target_from_settings
     from tasks.config import WorkerSettings
-    from tasks.sources import TableReader
-    from tasks.verify import Verifier, repair_changes
+    from tasks.sinks import build_sink
 
     settings = WorkerSettings.from_env()
     shared = settings.shared
-    wanted = shared.select_collections(args.collection)
-    roles = {role: name for role, name in shared.roles.items() if name in wanted}
-    verifier = Verifier(
-        TableReader(shared.aws, shared.table), chroma_target_from_settings(settings), roles
-    )
-    report, states = verifier.verify(args.image, args.receipt)
-    print(
-        f"checked {report.receipts} receipts, {report.embeddings_checked} embeddings: "
-        f"{report.count('missing')} missing, {report.count('extra')} extra, "
-        f"{report.count('metadata')} with drifted metadata"
-    )
-    for drift in report.drift[: args.show]:
-        fields = f" [{', '.join(drift.fields)}]" if drift.fields else ""
-        detail = f" {drift.detail}" if drift.detail else ""
-        print(f"  {drift.kind:<8} {drift.collection:<8} {drift.embedding_id}{fields}{detail}")
-    if len(report.drift) > args.show:
-        print(f"  ... and {len(report.drift) - args.show} more")
-    if report.clean:
-        print("no drift")
-        return 0
-    if args.repair:
-        publisher = Publisher(shared)
-        batches = repair_changes(report, states, shared.max_changes_per_task)
-        for batch in batches:
-            publisher.publish(batch)
-        sent = sum(len(b.changes) for b in batches)
-        print(f"repair: {sent} corrective changes enqueued in {len(batches)} tasks")
-        if report.count("missing"):
-            print(
-                f"repair: {report.count('missing')} missing embeddings cannot be rebuilt from "
-                "the table (it holds no vectors); re-run the embedding job for them"
-            )
-    return 1
+    if args.sink is not None and args.sink not in shared.sinks:
+        raise ConfigError(
+            f"unknown sink {args.sink!r}; CHROMASYNC_SINKS turns on {list(shared.sinks)}"
+        )
+    if args.collection is not None and args.sink not in (None, CHROMA):
+        raise ConfigError("--collection names a Chroma collection: use it without --sink")
+    names = [args.sink] if args.sink else list(shared.sinks)
+    if args.collection is not None:
+        names = [CHROMA]
+    clean = True
+    for name in names:
+        if name == CHROMA:
+            targets = shared.select_collections(args.collection)
+        else:
+            targets = [t for t in shared.targets if shared.sink_of(t) == name]
+        sink = build_sink(name, settings)
+        try:
+            verification = sink.verify(targets, args.image, args.receipt)
+        finally:
+            sink.close()
+        prefix = f"{name}: " if len(names) > 1 else ""
+        print(prefix + verification.summary())
+        drift = verification.drift
+        for item in drift[: args.show]:
+            fields = f" [{', '.join(item.fields)}]" if item.fields else ""
+            detail = f" {item.detail}" if item.detail else ""
+            print(f"  {item.kind:<8} {item.target:<8} {item.key}{fields}{detail}")
+        if len(drift) > args.show:
+            print(f"  ... and {len(drift) - args.show} more")
+        if verification.clean:
+            print(prefix + "no drift")
+            continue
+        clean = False
+        if args.repair:
+            batches = verification.repairs(shared.max_changes_per_task)
+            publisher = Publisher(shared)
+            for batch in batches:
+                publisher.publish(batch)
+            sent = sum(len(b.changes) for b in batches)
+            print(f"{prefix}repair: {sent} corrective changes enqueued in {len(batches)} tasks")
+            left = verification.unrepairable()
+            if left:
+                print(f"{prefix}repair: {left}")
+    return 0 if clean else 1

@@ -251,9 +251,10 @@ class Settings:
         if wanted is None:
             return list(self.targets)
         if wanted not in self.targets:
+            sinks = f" and CHROMASYNC_SINKS adds {list(self.sinks[1:])}" if self.sinks[1:] else ""
             raise ConfigError(
-                f"unknown collection or sink {wanted!r}; configured: {list(self.targets)} "
-                "(CHROMASYNC_COLLECTIONS, CHROMASYNC_SINKS)"
+                f"unknown collection {wanted!r}; CHROMASYNC_COLLECTIONS names "
+                f"{list(self.collections)}{sinks}"
             )
         return [wanted]
 
