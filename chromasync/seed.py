@@ -102,7 +102,15 @@ def table_items(spec: ReceiptSpec, index: int) -> list[dict[str, Any]]:
     pk = image_pk(spec.image_id)
     rid = spec.receipt_id
     items: list[dict[str, Any]] = [
-        {"PK": pk, "SK": receipt_sk(rid), "TYPE": "RECEIPT", "width": 1000, "height": 2000},
+        {
+            "PK": pk,
+            "SK": receipt_sk(rid),
+            "TYPE": "RECEIPT",
+            "width": 1000,
+            "height": 2000,
+            # The day the receipts dashboard files it under (nine days, round robin).
+            "timestamp_added": f"2026-01-0{1 + index % 9}T12:00:00+00:00",
+        },
         {
             "PK": pk,
             "SK": f"{receipt_sk(rid)}#METADATA",

@@ -1,0 +1,203 @@
+"""Reconcile the dashboard table against the source table: missing, extra, differing items.
+
+What a receipt's items *should* be is the same projection the sink writes
+with (:func:`~tasks.sinks.dashboard.projection.project`). A repair is one
+change per drifted receipt, sent through the normal path: the worker then
+writes the receipt's current state and deletes every item of it that the
+projection does not have (it looks for strays when applying a repair).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from chromasync.core.contract import Change, ChangeBatch
+from chromasync.core.entities import EntityType
+from tasks.sinks.backend import Drift, Verification
+from tasks.sinks.dashboard.projection import (
+    Key,
+    ProjectionError,
+    manifest_key,
+    project,
+    receipt_ref,
+)
+from tasks.sinks.dashboard.store import parse_manifest
+from tasks.sources import ReceiptKey, ReceiptState
+
+#: Event ids of repairs start so: the sink then also deletes items no manifest lists.
+REPAIR_EVENT_PREFIX: Final = "verify-repair-"
+#: The producer named on repair batches.
+REPAIR_PRODUCER: Final = "chromasync-verify"
+#: Item attributes never compared: ``seq`` says when an item was written, not what it says.
+IGNORED_FIELDS: Final = frozenset({"seq"})
+
+
+def item_id(key: Key) -> str:
+    """A dashboard item's key as verify shows it."""
+    return f"{key[0]}|{key[1]}"
+
+
+def receipt_of(item: dict[str, Any]) -> ReceiptKey | None:
+    """The receipt a dashboard item belongs to, from its attributes (None: not ours)."""
+    image_id, receipt_id = item.get("image_id"), item.get("receipt_id")
+    if not isinstance(image_id, str) or receipt_id is None:
+        return None
+    try:
+        return (image_id, int(receipt_id))
+    except (TypeError, ValueError):
+        return None
+
+
+def differing(expected: dict[str, Any], actual: dict[str, Any]) -> tuple[str, ...]:
+    names = (set(expected) | set(actual)) - IGNORED_FIELDS
+    return tuple(sorted(n for n in names if expected.get(n) != actual.get(n)))
+
+
+@dataclass
+class DashboardVerification(Verification):
+    """One verify run of the dashboard table."""
+
+    target: str
+    receipts: int = 0
+    items_checked: int = 0
+    found: list[Drift] = field(default_factory=list)
+    #: Per drifted receipt: the repair's entity, event and sequence number.
+    to_repair: dict[ReceiptKey, tuple[str, str, str]] = field(default_factory=dict)
+
+    @property
+    def drift(self) -> Sequence[Drift]:
+        return self.found
+
+    def count(self, kind: str) -> int:
+        return sum(1 for d in self.found if d.kind == kind)
+
+    def summary(self) -> str:
+        line = (
+            f"checked {self.receipts} receipts, {self.items_checked} dashboard items: "
+            f"{self.count('missing')} missing, {self.count('extra')} extra, "
+            f"{self.count('differs')} differing"
+        )
+        if self.count("manifest"):
+            line += f", {self.count('manifest')} manifests out of date"
+        if self.count("bad"):
+            line += f", {self.count('bad')} receipts not projectable"
+        return line
+
+    def repairs(self, max_changes: int) -> list[ChangeBatch]:
+        counter = itertools.count(1)
+        changes = [
+            Change(
+                entity_type=entity,
+                event_name=event,  # type: ignore[arg-type]
+                keys={"image_id": image_id, "receipt_id": receipt_id},  # type: ignore[arg-type]
+                sequence_number=seq,
+                event_id=f"{REPAIR_EVENT_PREFIX}{next(counter)}",
+            )
+            for (image_id, receipt_id), (entity, event, seq) in sorted(self.to_repair.items())
+        ]
+        return [
+            ChangeBatch(
+                collection=self.target,
+                changes=changes[i : i + max_changes],
+                producer=REPAIR_PRODUCER,
+            )
+            for i in range(0, len(changes), max_changes)
+        ]
+
+    def unrepairable(self) -> str | None:
+        bad = [d for d in self.found if d.kind == "bad"]
+        if not bad:
+            return None
+        return (
+            f"{len(bad)} receipts cannot be projected until their items in the table are "
+            f"fixed, e.g. {bad[0].detail}"
+        )
+
+
+def _repair_seq(manifest: dict[str, Any] | None) -> str:
+    """The manifest's sequence number (so ``seq <= :seq`` holds), or 0 without one."""
+    seq = parse_manifest(manifest).seq if manifest is not None else ""
+    return str(int(seq)) if seq.isdigit() else "0"
+
+
+def compare(
+    target: str,
+    states: dict[ReceiptKey, ReceiptState],
+    dashboard: list[dict[str, Any]],
+    ttl_days: int,
+) -> DashboardVerification:
+    """The drift between the receipts' projections and the dashboard items given."""
+    report = DashboardVerification(target, receipts=len(states))
+    actual: dict[ReceiptKey | None, dict[Key, dict[str, Any]]] = {}
+    manifests: dict[ReceiptKey, dict[str, Any]] = {}
+    for item in dashboard:
+        receipt = receipt_of(item)
+        key = (str(item["PK"]), str(item["SK"]))
+        if receipt is not None and key == manifest_key(receipt):
+            manifests[receipt] = item
+            continue
+        report.items_checked += 1
+        actual.setdefault(receipt, {})[key] = item
+    for receipt, state in sorted(states.items()):
+        try:
+            expected = project(state, ttl_days).items
+        except ProjectionError as exc:
+            where = f"RECEIPT#{receipt_ref(receipt)}"
+            report.found.append(Drift(target, where, "bad", (), str(exc)))
+            continue
+        held = actual.pop(receipt, {})
+        drifts = _item_drift(target, expected, held)
+        manifest = manifests.get(receipt)
+        listed = parse_manifest(manifest).keys if manifest is not None else frozenset()
+        if (manifest is not None or expected) and listed != set(expected):
+            detail = f"lists {len(listed)} items, the projection has {len(expected)}"
+            drifts.append(Drift(target, item_id(manifest_key(receipt)), "manifest", (), detail))
+        if drifts:
+            report.found.extend(drifts)
+            report.to_repair[receipt] = (
+                EntityType.RECEIPT_METADATA,
+                "MODIFY",
+                _repair_seq(manifest),
+            )
+    # What is left belongs to receipts the table does not hold (any more).
+    for receipt, held in sorted(actual.items(), key=lambda kv: str(kv[0])):
+        for key in sorted(held):
+            detail = "receipt not in the table" if receipt else "not an item of any receipt"
+            report.found.append(Drift(target, item_id(key), "extra", (), detail))
+        if receipt is not None:
+            report.to_repair[receipt] = (
+                EntityType.RECEIPT,
+                "REMOVE",
+                _repair_seq(manifests.get(receipt)),
+            )
+    for receipt, manifest in sorted(manifests.items()):
+        if receipt in states or receipt in report.to_repair:
+            continue
+        if not parse_manifest(manifest).removed:
+            detail = "receipt not in the table, manifest not a tombstone"
+            where = item_id(manifest_key(receipt))
+            report.found.append(Drift(target, where, "manifest", (), detail))
+            report.to_repair[receipt] = (EntityType.RECEIPT, "REMOVE", _repair_seq(manifest))
+    return report
+
+
+def _item_drift(
+    target: str, expected: dict[Key, dict[str, Any]], held: dict[Key, dict[str, Any]]
+) -> list[Drift]:
+    drifts: list[Drift] = []
+    for key in sorted(set(expected) - set(held)):
+        drifts.append(Drift(target, item_id(key), "missing"))
+    for key in sorted(set(held) - set(expected)):
+        drifts.append(Drift(target, item_id(key), "extra", (), "not in the projection"))
+    for key in sorted(set(expected) & set(held)):
+        fields = differing(expected[key], held[key])
+        if fields:
+            detail = ", ".join(
+                f"{f}: dashboard {held[key].get(f)!r} != table {expected[key].get(f)!r}"
+                for f in fields[:3]
+            )
+            drifts.append(Drift(target, item_id(key), "differs", fields, detail))
+    return drifts
