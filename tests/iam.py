@@ -114,6 +114,8 @@ class Deployment:
             "CHROMASYNC_QUEUE_PREFIX": f"iam{s}-",
             "CHROMASYNC_CHECKPOINT_URL": f"dynamodb://checkpoints-{s}",
             "CHROMASYNC_LOCK_URL": f"dynamodb://locks-{s}",
+            "CHROMASYNC_SINKS": "chroma,dashboard",
+            "CHROMASYNC_DASHBOARD_TABLE": f"dashboard-{s}",
             "CHROMASYNC_SNAPSHOT_BUCKET": f"snapshots-{s}",
             "CHROMASYNC_DELTA_BUCKET": f"deltas-{s}",
             "CHROMASYNC_CHROMA_DIR": str(self.tmp / "chroma"),
@@ -140,6 +142,10 @@ class Deployment:
         return self.env["CHROMASYNC_LOCK_URL"].removeprefix("dynamodb://")
 
     @property
+    def dashboard_table(self) -> str:
+        return self.env["CHROMASYNC_DASHBOARD_TABLE"]
+
+    @property
     def checkpoint_table(self) -> str:
         return self.env["CHROMASYNC_CHECKPOINT_URL"].removeprefix("dynamodb://")
 
@@ -155,6 +161,7 @@ class Deployment:
             "WordsCollection": self.settings.words_collection,
             "CheckpointTable": self.checkpoint_table,
             "LockTable": self.lock_table,
+            "DashboardTable": self.dashboard_table,
             "SnapshotBucket": self.env["CHROMASYNC_SNAPSHOT_BUCKET"],
             "DeltaBucket": self.env["CHROMASYNC_DELTA_BUCKET"],
         }

@@ -31,6 +31,9 @@ from producers.checkpoints.backends.dynamodb import CHECKPOINT_TABLE_SCHEMA
 from producers.quarantine import QUARANTINE_RETENTION_SECONDS
 from tasks.deadletter import dead_letter_queue_attributes
 from tasks.locks.backends.dynamodb import LOCK_TABLE_SCHEMA
+from tasks.sinks.dashboard.settings import DEFAULT_TABLE_SUFFIX
+from tasks.sinks.dashboard.table import TABLE_SCHEMA as DASHBOARD_TABLE_SCHEMA
+from tasks.sinks.dashboard.table import TTL_ATTRIBUTE
 from tests.cloudformation import (
     IAM_DIR,
     ROOT,
@@ -49,6 +52,8 @@ POLICY_HOMES = {
     "worker": ("WorkerRole", "worker"),
     "operator": ("OperatorPolicy", None),
 }
+#: The sinks the stack turns on (the Lambda's and the workers' CHROMASYNC_SINKS).
+STACK_SINKS = "chroma,dashboard"
 #: CloudFormation's pseudo parameters a policy may name.
 PSEUDO_PARAMETERS = {"AWS::Partition", "AWS::Region", "AWS::AccountId"}
 
@@ -167,11 +172,25 @@ def test_checkpoint_and_lock_tables_are_the_code_schemas(template: dict[str, Any
     assert defaults["LockTable"] == f"{defaults['TableName']}-locks"  # dynamodb://{TABLE}-locks
 
 
+def test_dashboard_table_is_the_sinks_schema_with_its_ttl(template: dict[str, Any]) -> None:
+    """What ``DashboardSink.provision`` makes: the schema, then TTL on its attribute."""
+    properties = dict(template["Resources"]["DashboardTableResource"]["Properties"])
+    assert properties["TableName"] == {"Ref": "DashboardTable"}
+    assert properties.pop("TimeToLiveSpecification") == {
+        "AttributeName": TTL_ATTRIBUTE,
+        "Enabled": True,
+    }
+    assert table_schema(properties) == DASHBOARD_TABLE_SCHEMA
+    defaults = parameter_defaults(template)
+    assert defaults["DashboardTable"] == f"{defaults['TableName']}{DEFAULT_TABLE_SUFFIX}"
+
+
 def test_every_table_is_one_of_those(template: dict[str, Any]) -> None:
     assert set(resources(template, "AWS::DynamoDB::Table")) == {
         "SourceTable",
         "CheckpointTableResource",
         "LockTableResource",
+        "DashboardTableResource",
     }
 
 
@@ -221,16 +240,17 @@ def declared_queues(template: dict[str, Any]) -> dict[str, dict[str, str]]:
 
 
 def test_queues_are_what_provisioning_creates(template: dict[str, Any]) -> None:
-    """Same names, same attributes, with the defaults of both sides (standard queues)."""
+    """Same names, same attributes, with the defaults of both sides (standard queues)
+    and the stack's sinks."""
     sqs = RecordingSQS()
-    ensure_queues(Settings.from_env({}), client=sqs)
+    ensure_queues(Settings.from_env({"CHROMASYNC_SINKS": STACK_SINKS}), client=sqs)
     assert declared_queues(template) == sqs.created
 
 
 def test_queue_attributes_are_the_code_constants(template: dict[str, Any]) -> None:
     """The same, spelled out against each constant (a failure above names the queue)."""
     queues = declared_queues(template)
-    for collection in ("lines", "words"):
+    for collection in ("lines", "words", "dashboard"):
         queue = queues[f"chromasync-{collection}"]
         assert queue["VisibilityTimeout"] == str(DEFAULT_VISIBILITY_TIMEOUT)
         assert queue["MaximumMessageSize"] == str(MAX_MESSAGE_BYTES)
@@ -259,6 +279,7 @@ def test_lambda_environment_names_the_parameters(template: dict[str, Any]) -> No
         "CHROMASYNC_TABLE": {"Ref": "TableName"},
         "CHROMASYNC_QUEUE_PREFIX": {"Ref": "QueuePrefix"},
         "CHROMASYNC_COLLECTIONS": {"Fn::Sub": "${LinesCollection},${WordsCollection}"},
+        "CHROMASYNC_SINKS": STACK_SINKS,
         "CHROMASYNC_FIFO": "false",
         "CHROMASYNC_MAX_CHANGES_PER_TASK": {"Ref": "MaxChangesPerTask"},
     }

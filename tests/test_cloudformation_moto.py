@@ -7,7 +7,7 @@ with the attributes the template declares, then configure producer and workers
 from the stack's outputs and the function's environment alone, and run a
 merchant edit through the Lambda handler and two ``celery`` workers into Chroma.
 
-moto falls short in five places; each is named where it shows, with an
+moto falls short in six places; each is named where it shows, with an
 assertion on what moto does, and done by hand or read around after it:
 
 * its ``AWS::IAM::Role`` ignores ``ManagedPolicyArns`` (the producer role's
@@ -15,6 +15,7 @@ assertion on what moto does, and done by hand or read around after it:
 * it keeps a role's inline policy, which CloudFormation hands it as a mapping, as
   that mapping's Python repr, not JSON: read back with :func:`ast.literal_eval`;
 * its ``AWS::S3::Bucket`` ignores ``PublicAccessBlockConfiguration``: put by hand;
+* its ``AWS::DynamoDB::Table`` ignores ``TimeToLiveSpecification``: turned on by hand;
 * it cannot run a Lambda without a docker engine, yet hands every new record of a
   mapped stream to the function itself, and then drops it from the stream (or,
   without the docker package, fails the write): the pipeline runs on the source
@@ -59,6 +60,8 @@ from producers.quarantine import QUARANTINE_RETENTION_SECONDS
 from tasks.chroma.factory import chroma_target_from_settings
 from tasks.config import WorkerSettings
 from tasks.deadletter import DLQ_RETENTION_SECONDS
+from tasks.sinks.dashboard.table import TABLE_SCHEMA as DASHBOARD_TABLE_SCHEMA
+from tasks.sinks.dashboard.table import TTL_ATTRIBUTE
 from tests.cloudformation import (
     TEMPLATE,
     load_template,
@@ -89,6 +92,7 @@ PARAMETERS = {
     "VisibilityTimeout": "120",
     "CheckpointTable": "cfn-checkpoints",
     "LockTable": "cfn-locks",
+    "DashboardTable": "cfn-dashboard",
     "SnapshotBucket": "cfn-snapshots",
     "DeltaBucket": "cfn-deltas",
     "CodeBucket": CODE_BUCKET,
@@ -223,7 +227,11 @@ def test_queues_have_the_declared_attributes(deployment: Deployment) -> None:
         assert "FifoQueue" not in found  # standard queues
         return found
 
-    for output, collection in (("Lines", "cfnlines"), ("Words", "cfnwords")):
+    for output, collection in (
+        ("Lines", "cfnlines"),
+        ("Words", "cfnwords"),
+        ("Dashboard", "dashboard"),
+    ):
         dlq = attributes(f"{output}DeadLetterQueueUrl", queue_name(f"{collection}-dlq"))
         assert dlq["MessageRetentionPeriod"] == str(DLQ_RETENTION_SECONDS)
         queue = attributes(f"{output}QueueUrl", queue_name(collection))
@@ -275,6 +283,28 @@ def test_tables_have_the_declared_schemas_and_stream(deployment: Deployment) -> 
     assert deployment.outputs["LockTableName"] == PARAMETERS["LockTable"]
 
 
+def test_dashboard_table_has_its_schema_and_ttl(deployment: Deployment) -> None:
+    dynamodb = deployment.client("dynamodb")
+    name = deployment.outputs["DashboardTableName"]
+    assert name == PARAMETERS["DashboardTable"]
+    table = dynamodb.describe_table(TableName=name)["Table"]
+    assert key_schema(table) == (
+        DASHBOARD_TABLE_SCHEMA["KeySchema"],
+        sorted(DASHBOARD_TABLE_SCHEMA["AttributeDefinitions"], key=lambda a: a["AttributeName"]),
+        DASHBOARD_TABLE_SCHEMA["BillingMode"],
+    )
+    assert "StreamSpecification" not in table
+    ttl = dynamodb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+    if ttl["TimeToLiveStatus"] == "DISABLED":
+        # moto's AWS::DynamoDB::Table ignores TimeToLiveSpecification: turned on by hand.
+        dynamodb.update_time_to_live(
+            TableName=name,
+            TimeToLiveSpecification={"AttributeName": TTL_ATTRIBUTE, "Enabled": True},
+        )
+        ttl = dynamodb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+    assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": TTL_ATTRIBUTE}
+
+
 def test_snapshot_bucket_is_private_and_encrypted(deployment: Deployment) -> None:
     s3 = deployment.client("s3")
     bucket = deployment.outputs["SnapshotBucketName"]
@@ -317,6 +347,7 @@ def test_the_function_runs_the_handler_from_the_uploaded_zip(deployment: Deploym
         "CHROMASYNC_TABLE": "cfn-receipts",
         "CHROMASYNC_QUEUE_PREFIX": "cfn-",
         "CHROMASYNC_COLLECTIONS": "cfnlines,cfnwords",
+        "CHROMASYNC_SINKS": "chroma,dashboard",
         "CHROMASYNC_FIFO": "false",
         "CHROMASYNC_MAX_CHANGES_PER_TASK": "200",
     }
@@ -421,6 +452,7 @@ def test_an_existing_tables_stream_and_roles_for_ec2(deployment: Deployment) -> 
         "QueuePrefix": "existing-",
         "CheckpointTable": "existing-checkpoints",
         "LockTable": "existing-locks",
+        "DashboardTable": "existing-dashboard",
         "SnapshotBucket": "existing-snapshots",
     }
     outputs = create_stack(deployment, "chromasync-existing", parameters)
@@ -537,18 +569,43 @@ def merchant_names(target: Any, collections: tuple[str, ...]) -> dict[tuple[str,
     return names
 
 
+#: A merchant's display name (what Chroma carries) → its canonical name (the dashboard's key).
+CANONICAL = {
+    merchant_fields(index, edition)["merchant_name"]: merchant_fields(index, edition)[
+        "canonical_merchant_name"
+    ]
+    for index in range(2)
+    for edition in range(2)
+}
+
+
+def dashboard_merchants(deployment: Deployment) -> dict[tuple[str, int], set[str]]:
+    """(image, receipt) → the merchants its receipt items are filed under in the dashboard."""
+    items = deployment.client("dynamodb").scan(
+        TableName=deployment.outputs["DashboardTableName"], ConsistentRead=True
+    )["Items"]
+    found: dict[tuple[str, int], set[str]] = {}
+    for item in items:
+        if item.get("kind", {}).get("S") == "receipt":
+            key = (item["image_id"]["S"], int(item["receipt_id"]["N"]))
+            found.setdefault(key, set()).add(item["merchant"]["S"])
+    return found
+
+
 def test_merchant_edits_flow_through_the_stacks_resources_into_chroma(
     deployment: Deployment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """One edit through the Lambda handler, one through ``chromasync poll --once``
-    (checkpointing in the stack's table), both applied by the workers."""
+    (checkpointing in the stack's table), both applied by the workers: to Chroma and,
+    by the dashboard's worker, to the stack's dashboard table."""
     env = worker_env(deployment, tmp_path / "chroma")
     settings = Settings.from_env(env)
-    assert (settings.table, settings.queue_prefix, settings.collections) == (
+    assert (settings.table, settings.queue_prefix, settings.targets) == (
         "cfn-receipts",
         "cfn-",
-        ("cfnlines", "cfnwords"),
+        ("cfnlines", "cfnwords", "dashboard"),
     )
+    assert env["CHROMASYNC_DASHBOARD_TABLE"] == PARAMETERS["DashboardTable"]
     stream_arn = replace_the_mapped_source_table(deployment, settings)
     table = boto3.resource("dynamodb", **settings.aws.client_kwargs()).Table(settings.table)
     receipts = demo_receipts(2, lines=2, words_per_line=2)
@@ -559,7 +616,7 @@ def test_merchant_edits_flow_through_the_stacks_resources_into_chroma(
 
     workers = [
         WorkerProcess.start(c, settings.queue_for(c), env, tmp_path / f"worker-{c}.log")
-        for c in settings.collections
+        for c in settings.targets
     ]
     try:
         for worker in workers:
@@ -593,7 +650,11 @@ def test_merchant_edits_flow_through_the_stacks_resources_into_chroma(
         def applied() -> bool:
             for worker in workers:
                 worker.check_alive()
-            return merchant_names(target, settings.collections) == wanted
+            canonical = {key: {CANONICAL[name] for name in names} for key, names in wanted.items()}
+            return (
+                merchant_names(target, settings.collections) == wanted
+                and dashboard_merchants(deployment) == canonical
+            )
 
         wait_for(applied, 60, interval=0.5, what="Chroma to show the Lambda's edit")
 
@@ -621,11 +682,11 @@ def test_merchant_edits_flow_through_the_stacks_resources_into_chroma(
     assert checkpoints and all(c["shard"]["S"].startswith(stream_arn) for c in checkpoints)
     locks = dynamodb.scan(TableName=deployment.outputs["LockTableName"])
     assert {item["lock_name"]["S"] for item in locks["Items"]} >= {
-        f"collection:{c}" for c in settings.collections
+        f"collection:{c}" for c in settings.targets
     }
     sqs = deployment.client("sqs")
     for name in (
-        *(settings.dlq_name(c) for c in settings.collections),
+        *(settings.dlq_name(c) for c in settings.targets),
         queue_name("stream-rejects"),
     ):
         url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
