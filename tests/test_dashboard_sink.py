@@ -18,7 +18,7 @@ from tasks.config import WorkerSettings
 from tasks.runtime import WorkerRuntime
 from tasks.sinks import sink_class
 from tasks.sinks.dashboard import DashboardSink, ProjectionError
-from tasks.sinks.dashboard.store import stored_seq
+from tasks.sinks.dashboard.items import stored_seq
 from tests.dashboard import DashboardSystem, dashboard_env, key_of, label_suffix, word_suffix
 
 
@@ -354,3 +354,26 @@ def test_a_batch_through_the_runtime_under_a_redis_lease(
     assert {key_of(s) for s in (first, second)} == {
         (i["image_id"], i["receipt_id"]) for i in system.of_kind("receipt").values()
     }
+
+
+def test_a_receipt_of_many_labels_is_written_in_chunks_manifest_last(
+    system: DashboardSystem,
+) -> None:
+    first, _ = system.receipts
+    many = [f"L{n:03d}" for n in range(120)]
+    with system.table.batch_writer() as batch:
+        for label in many:
+            batch.put_item(Item={**system.key(first, label_suffix(2, 2, label)), "label": label})
+    written = system.apply(system.change("RECEIPT", "INSERT", first))
+    assert written.result.write_calls == 2 and written.result.updated == 124
+    (manifest,) = system.of_kind("manifest", first).values()
+    assert len(manifest["keys"]) == 124 and len(system.of_kind("label", first)) == 123
+    with system.table.batch_writer() as batch:
+        for label in many:
+            batch.delete_item(Key=system.key(first, label_suffix(2, 2, label)))
+    removed = system.apply(
+        system.change("RECEIPT_WORD_LABEL", "REMOVE", first, line_id=2, word_id=2, label="L000")
+    )
+    assert removed.result.deleted == 120 and removed.result.write_calls == 2
+    assert system.receipt_item(first)["labels_pending"] == 2
+    assert len(system.of_kind("label", first)) == 3

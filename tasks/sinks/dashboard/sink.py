@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from chromasync.core.contract import Change
 from tasks.sinks.backend import LeaseCheck, Sink, SinkWrite, WriteJournal, no_journal
+from tasks.sinks.dashboard.items import Manifest, stored_seq
 from tasks.sinks.dashboard.projection import Key, ProjectionError, project
 from tasks.sinks.dashboard.settings import DashboardSettings
-from tasks.sinks.dashboard.store import DashboardStore, Manifest, stored_seq
+from tasks.sinks.dashboard.store import DashboardStore
 from tasks.sinks.dashboard.table import TABLE_SCHEMA, finish_table, probe
 from tasks.sinks.dashboard.verify import (
     REPAIR_EVENT_PREFIX,

@@ -15,17 +15,14 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any, Final
 
 from chromasync.core.resources import error_code
 from tasks.sinks.backend import LeaseCheck, WriteJournal, WriteResult
+from tasks.sinks.dashboard.items import Manifest, decode, encode, manifest_item, parse_manifest
 from tasks.sinks.dashboard.projection import Key, Projection, manifest_key
 from tasks.sources import BATCH_GET_KEYS, UNPROCESSED_BACKOFF, ReceiptKey
 
-#: Width of a stored sequence number: DynamoDB compares strings, and zero-padded
-#: to the stream's longest (40 digits, as the contract allows) string order is numeric.
-SEQ_WIDTH: Final = 40
 #: Actions per TransactWriteItems call (the API's maximum).
 TRANSACTION_ACTIONS: Final = 100
 #: Each put and delete holds only if the item is absent or not newer than this write.
@@ -51,64 +48,6 @@ class TransactionContended(ConnectionError):
     A ``ConnectionError``, so :func:`tasks.errors.is_transient` retries the batch
     (applying current state again is idempotent).
     """
-
-
-def stored_seq(number: int) -> str:
-    """A sequence number as stored: zero-padded so string order is numeric order."""
-    return f"{number:0{SEQ_WIDTH}d}"
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """What was last written for one receipt, and at which sequence number."""
-
-    keys: frozenset[Key]
-    seq: str
-    #: The receipt was gone from the table (a tombstone keeping ``seq``).
-    removed: bool = False
-
-
-def _serializer() -> Any:
-    from boto3.dynamodb.types import TypeSerializer
-
-    return TypeSerializer()
-
-
-def encode(item: dict[str, Any]) -> dict[str, Any]:
-    """An item in DynamoDB's typed form (numbers as Decimal or int, never float)."""
-    serialize = _serializer().serialize
-    return {name: serialize(value) for name, value in item.items()}
-
-
-def decode(raw: dict[str, Any]) -> dict[str, Any]:
-    from boto3.dynamodb.types import TypeDeserializer
-
-    deserialize = TypeDeserializer().deserialize
-    return {name: deserialize(value) for name, value in raw.items()}
-
-
-def manifest_item(projection: Projection, seq: str) -> dict[str, Any]:
-    pk, sk = manifest_key(projection.receipt)
-    image_id, receipt_id = projection.receipt
-    item: dict[str, Any] = {
-        "PK": pk,
-        "SK": sk,
-        "kind": "manifest",
-        "image_id": image_id,
-        "receipt_id": receipt_id,
-        "keys": [list(key) for key in sorted(projection.items)],
-        "seq": seq,
-    }
-    if projection.removed:
-        item["removed"] = True
-    if projection.expires_at is not None:
-        item["expires_at"] = projection.expires_at
-    return item
-
-
-def parse_manifest(item: dict[str, Any]) -> Manifest:
-    keys = frozenset((str(k[0]), str(k[1])) for k in item.get("keys") or [])
-    return Manifest(keys, str(item.get("seq", "")), bool(item.get("removed", False)))
 
 
 def cancellation_codes(exc: BaseException) -> list[str]:

@@ -2,9 +2,11 @@
 
 What a receipt's items *should* be is the same projection the sink writes
 with (:func:`~tasks.sinks.dashboard.projection.project`). A repair is one
-change per drifted receipt, sent through the normal path: the worker then
-writes the receipt's current state and deletes every item of it that the
-projection does not have (it looks for strays when applying a repair).
+change per drifted receipt, sent through the normal path, at the highest
+sequence number the receipt's items and manifest hold (so the writes'
+conditions pass): the worker then writes the receipt's current state and
+deletes every item of it that the projection does not have (it looks for
+strays, items no manifest lists, when applying a repair).
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Final
 
 from chromasync.core.contract import Change, ChangeBatch
 from chromasync.core.entities import EntityType
 from tasks.sinks.backend import Drift, Verification
+from tasks.sinks.dashboard.items import parse_manifest
 from tasks.sinks.dashboard.projection import (
     Key,
     ProjectionError,
@@ -24,7 +28,6 @@ from tasks.sinks.dashboard.projection import (
     project,
     receipt_ref,
 )
-from tasks.sinks.dashboard.store import parse_manifest
 from tasks.sources import ReceiptKey, ReceiptState
 
 #: Event ids of repairs start so: the sink then also deletes items no manifest lists.
@@ -49,6 +52,11 @@ def receipt_of(item: dict[str, Any]) -> ReceiptKey | None:
         return (image_id, int(receipt_id))
     except (TypeError, ValueError):
         return None
+
+
+def _shown(value: Any) -> str:
+    """A value for a drift's detail (numbers as DynamoDB writes them, not ``Decimal('3')``)."""
+    return str(value) if isinstance(value, Decimal) else repr(value)
 
 
 def differing(expected: dict[str, Any], actual: dict[str, Any]) -> tuple[str, ...]:
@@ -117,10 +125,15 @@ class DashboardVerification(Verification):
         )
 
 
-def _repair_seq(manifest: dict[str, Any] | None) -> str:
-    """The manifest's sequence number (so ``seq <= :seq`` holds), or 0 without one."""
-    seq = parse_manifest(manifest).seq if manifest is not None else ""
-    return str(int(seq)) if seq.isdigit() else "0"
+def _repair_seq(manifest: dict[str, Any] | None, held: dict[Key, dict[str, Any]]) -> str:
+    """The highest ``seq`` of the receipt's manifest and items (0 when none has one).
+
+    The repair is written at it, so every ``seq <= :seq`` condition holds: the
+    manifest's alone would not do when the manifest itself is what was lost.
+    """
+    items = [*held.values(), *([manifest] if manifest is not None else [])]
+    seqs = [str(i.get("seq", "")) for i in items]
+    return str(max((int(seq) for seq in seqs if seq.isdigit()), default=0))
 
 
 def compare(
@@ -142,17 +155,19 @@ def compare(
         report.items_checked += 1
         actual.setdefault(receipt, {})[key] = item
     for receipt, state in sorted(states.items()):
+        held = actual.pop(receipt, {})
         try:
             expected = project(state, ttl_days).items
         except ProjectionError as exc:
+            # What it holds stays as it is until the table's item is fixed.
             where = f"RECEIPT#{receipt_ref(receipt)}"
             report.found.append(Drift(target, where, "bad", (), str(exc)))
             continue
-        held = actual.pop(receipt, {})
         drifts = _item_drift(target, expected, held)
         manifest = manifests.get(receipt)
         listed = parse_manifest(manifest).keys if manifest is not None else frozenset()
-        if (manifest is not None or expected) and listed != set(expected):
+        # Reported only when the items agree: otherwise it is out of date with them.
+        if not drifts and (manifest is not None or expected) and listed != set(expected):
             detail = f"lists {len(listed)} items, the projection has {len(expected)}"
             drifts.append(Drift(target, item_id(manifest_key(receipt)), "manifest", (), detail))
         if drifts:
@@ -160,7 +175,7 @@ def compare(
             report.to_repair[receipt] = (
                 EntityType.RECEIPT_METADATA,
                 "MODIFY",
-                _repair_seq(manifest),
+                _repair_seq(manifest, held),
             )
     # What is left belongs to receipts the table does not hold (any more).
     for receipt, held in sorted(actual.items(), key=lambda kv: str(kv[0])):
@@ -171,7 +186,7 @@ def compare(
             report.to_repair[receipt] = (
                 EntityType.RECEIPT,
                 "REMOVE",
-                _repair_seq(manifests.get(receipt)),
+                _repair_seq(manifests.get(receipt), held),
             )
     for receipt, manifest in sorted(manifests.items()):
         if receipt in states or receipt in report.to_repair:
@@ -180,7 +195,7 @@ def compare(
             detail = "receipt not in the table, manifest not a tombstone"
             where = item_id(manifest_key(receipt))
             report.found.append(Drift(target, where, "manifest", (), detail))
-            report.to_repair[receipt] = (EntityType.RECEIPT, "REMOVE", _repair_seq(manifest))
+            report.to_repair[receipt] = (EntityType.RECEIPT, "REMOVE", _repair_seq(manifest, {}))
     return report
 
 
@@ -196,7 +211,7 @@ def _item_drift(
         fields = differing(expected[key], held[key])
         if fields:
             detail = ", ".join(
-                f"{f}: dashboard {held[key].get(f)!r} != table {expected[key].get(f)!r}"
+                f"{f}: dashboard {_shown(held[key].get(f))} != table {_shown(expected[key].get(f))}"
                 for f in fields[:3]
             )
             drifts.append(Drift(target, item_id(key), "differs", fields, detail))
