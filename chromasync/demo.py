@@ -3,10 +3,11 @@
 It starts moto (SQS, DynamoDB + Streams, S3) on 127.0.0.1, picks a lock
 backend that needs nothing more (Redis when ``REDIS_URL`` answers, else a
 DynamoDB lock table on moto), seeds receipts (table items and their
-embeddings), starts one worker per collection and the stream poller (restarted if they
-stop, :mod:`chromasync.supervisor`), edits
-merchant data in the table, waits until Chroma shows every edit and checks
-every embedding of every receipt against the table.
+embeddings), turns on both sinks (Chroma and the receipts dashboard table), starts one
+worker per target and the stream poller (restarted if they stop,
+:mod:`chromasync.supervisor`), edits merchant data in the table, waits until Chroma shows
+every edit and checks every embedding of every receipt against the table, then has each
+sink verify itself against the table (``chromasync verify``'s check).
 """
 
 from __future__ import annotations
@@ -25,11 +26,16 @@ from chromasync.local import redis_answers, wait_for
 from chromasync.localsystem import LocalSystem
 from chromasync.runner import RunningPipeline
 from chromasync.seed import ReceiptSpec, demo_receipts, merchant_fields
+from tasks.config import WorkerSettings
+from tasks.sinks import build_sink
+from tasks.sinks.backend import Verification
 
 #: Receipts seeded by the demo.
 DEMO_RECEIPTS = 8
 #: How long the demo waits for Chroma to reflect the edits.
 DEMO_TIMEOUT = 45.0
+#: The sinks the demo feeds from its one stream.
+DEMO_SINKS = "chroma,dashboard"
 
 
 @dataclass
@@ -45,6 +51,8 @@ class DemoReport:
     embeddings_updated: int = 0
     lags: list[float] = field(default_factory=list)
     mismatches: list[str] = field(default_factory=list)
+    #: Each sink's verify summary and how many things drifted.
+    sinks: dict[str, tuple[str, int]] = field(default_factory=dict)
     lock: str = ""
     elapsed: float = 0.0
 
@@ -64,6 +72,10 @@ class DemoReport:
             f"  tasks sent               {self.tasks_sent}",
             f"  embeddings updated       {self.embeddings_updated}",
             f"  end-to-end lag           {lag}",
+            *(
+                f"  sink {name:<19} {drifted} mismatches ({summary})"
+                for name, (summary, drifted) in self.sinks.items()
+            ),
             f"  mismatches               {len(self.mismatches)}",
             f"  total time               {self.elapsed:.1f}s",
         ]
@@ -104,6 +116,17 @@ def check_receipt(collections: list[Any], spec: ReceiptSpec, expected: dict[str,
     return problems
 
 
+def verify_sink(settings: WorkerSettings, name: str) -> Verification:
+    """What ``chromasync verify --sink NAME`` finds, every target of the sink."""
+    shared = settings.shared
+    sink = build_sink(name, settings)
+    try:
+        targets = [t for t in shared.targets if shared.sink_of(t) == name]
+        return sink.verify(targets)
+    finally:
+        sink.close()
+
+
 def run_demo(
     workdir: Path, receipts: int = DEMO_RECEIPTS, timeout: float = DEMO_TIMEOUT, echo: Any = print
 ) -> DemoReport:
@@ -117,6 +140,7 @@ def run_demo(
         "CHROMASYNC_TABLE": "ReceiptsTable",
         "CHROMASYNC_CHROMA_DIR": str(workdir / "chroma"),
         "CHROMASYNC_CHECKPOINT_URL": "dynamodb://chromasync-checkpoints",
+        "CHROMASYNC_SINKS": DEMO_SINKS,
     }
     if redis_answers(redis_url):
         settings_env["CHROMASYNC_LOCK_URL"] = redis_url
@@ -153,6 +177,15 @@ def run_demo(
                         report.lags.append(time.time() - written[index])
                         pending.discard(index)
                 time.sleep(0.1)
+            wait_for(pipeline.idle, timeout, interval=0.2, what="the edits to be applied")
+            worker_settings = WorkerSettings.from_env(system.env)
+            for name in settings.sinks:
+                verification = verify_sink(worker_settings, name)
+                report.sinks[name] = (verification.summary(), len(verification.drift))
+                report.mismatches.extend(
+                    f"{name} {d.kind} {d.target} {d.key} {d.detail}".rstrip()
+                    for d in verification.drift
+                )
             assert pipeline.poller is not None
             stats = pipeline.poller.stats.report
             report.records_seen = stats.records

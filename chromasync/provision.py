@@ -28,9 +28,12 @@ import contextlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chromasync.core.config import AwsSettings, Settings
+
+if TYPE_CHECKING:
+    from tasks.config import WorkerSettings
 
 #: Receives of one message before SQS moves it to the dead-letter queue.
 MAX_RECEIVE_COUNT = 10
@@ -136,6 +139,30 @@ def ensure_dynamodb_table(dynamodb: Any, name: str, schema: Mapping[str, Any]) -
     return description
 
 
+def ensure_sink_tables(worker: WorkerSettings, dynamodb: Any) -> list[Provisioned]:
+    """The tables of every sink ``CHROMASYNC_SINKS`` turns on (``Sink.tables``), TTL on."""
+    from tasks.sinks import sink_class
+
+    done = []
+    for sink in worker.shared.sinks:
+        for table in sink_class(sink).tables(worker):
+            arn = ensure_dynamodb_table(dynamodb, table.name, table.schema)["TableArn"]
+            if table.ttl_attribute:
+                ensure_ttl(dynamodb, table.name, table.ttl_attribute)
+            done.append(Provisioned("DynamoDB table", table.name, str(arn)))
+    return done
+
+
+def ensure_ttl(dynamodb: Any, table: str, attribute: str) -> None:
+    """Turn on DynamoDB's TTL on ``attribute`` unless it is on already."""
+    current = dynamodb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
+    if current.get("TimeToLiveStatus") in ("ENABLED", "ENABLING"):
+        return
+    dynamodb.update_time_to_live(
+        TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": attribute}
+    )
+
+
 def ensure_lock_table(aws: AwsSettings, table: str) -> str:
     """Create a DynamoDB lock table (``CHROMASYNC_LOCK_URL=dynamodb://TABLE``); return its ARN."""
     import boto3
@@ -196,7 +223,6 @@ def provision(
     from tasks.config import WorkerSettings
     from tasks.locks import lock_table
     from tasks.locks.backends.dynamodb import LOCK_TABLE_SCHEMA
-    from tasks.sinks import sink_class
 
     worker = WorkerSettings.from_env(env)
     settings = worker.shared
@@ -214,9 +240,7 @@ def provision(
     if locks is not None:
         arn = ensure_dynamodb_table(dynamodb, locks, LOCK_TABLE_SCHEMA)["TableArn"]
         done.append(Provisioned("DynamoDB table", locks, str(arn)))
-    for sink in settings.sinks:
-        for kind, name, detail in sink_class(sink).provision(worker, dynamodb):
-            done.append(Provisioned(kind, name, detail))
+    done += ensure_sink_tables(worker, dynamodb)
     if snapshot_bucket:
         ensure_bucket(settings, worker.snapshot_bucket)
         done.append(

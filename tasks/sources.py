@@ -27,7 +27,7 @@ from typing import Any
 
 from chromasync.core.attributes import decode_image
 from chromasync.core.config import AwsSettings
-from chromasync.core.entities import EntitySpec, recognise
+from chromasync.core.entities import Effect, EntitySpec, recognise
 from chromasync.core.keys import image_pk, receipt_sk
 
 ReceiptKey = tuple[str, int]
@@ -194,3 +194,22 @@ class TableReader:
                 if state is not None:
                     state.add(found.spec, found.spec.item_key(found.keys), item)
         return states
+
+    def receipts(self, image_id: str | None = None) -> list[ReceiptKey]:
+        """Receipts the table holds (RECEIPT items), optionally of one image: what
+        ``verify`` checks, whatever the sink (a scan, so an operator's call)."""
+        kwargs: dict[str, Any] = {"TableName": self.table, "ConsistentRead": True}
+        found: list[ReceiptKey] = []
+        while True:
+            page = self.client.scan(**kwargs)
+            for item in page.get("Items", []):
+                got = recognise(item["PK"]["S"], item["SK"]["S"])
+                if got is None or got.spec.effect is not Effect.RECEIPT:
+                    continue
+                key = (str(got.keys["image_id"]), int(got.keys["receipt_id"]))
+                if image_id is None or key[0] == image_id:
+                    found.append(key)
+            last = page.get("LastEvaluatedKey")
+            if not last:
+                return sorted(found)
+            kwargs["ExclusiveStartKey"] = last

@@ -72,26 +72,6 @@ class Verifier:
         self.target = target
         self.collections = collections
 
-    def receipts_in_table(self, image_id: str | None = None) -> list[ReceiptKey]:
-        """Receipts the table holds (RECEIPT items), optionally of one image."""
-        client = self.reader.client
-        kwargs: dict[str, Any] = {"TableName": self.reader.table, "ConsistentRead": True}
-        found: list[ReceiptKey] = []
-        while True:
-            page = client.scan(**kwargs)
-            for item in page.get("Items", []):
-                pk, sk = item["PK"]["S"], item["SK"]["S"]
-                got = recognise(pk, sk)
-                if got is None or got.spec.effect is not Effect.RECEIPT:
-                    continue
-                key = (str(got.keys["image_id"]), int(got.keys["receipt_id"]))
-                if image_id is None or key[0] == image_id:
-                    found.append(key)
-            last = page.get("LastEvaluatedKey")
-            if not last:
-                return sorted(found)
-            kwargs["ExclusiveStartKey"] = last
-
     def _scan_collection(self, name: str) -> Iterator[tuple[str, Metadata]]:
         collection = self.target.collection(name)
         for offset in itertools.count(0, SCAN_PAGE):
@@ -109,7 +89,7 @@ class Verifier:
         self, image_id: str | None = None, receipt_id: int | None = None
     ) -> tuple[VerifyReport, dict[ReceiptKey, ReceiptState]]:
         report = VerifyReport()
-        keys = self.receipts_in_table(image_id)
+        keys = self.reader.receipts(image_id)
         if receipt_id is not None:
             keys = [k for k in keys if k[1] == receipt_id]
         states = self.reader.read(dict.fromkeys(keys, WHOLE_RECEIPT))

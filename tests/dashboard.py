@@ -12,7 +12,7 @@ import boto3
 
 from chromasync.core.contract import Change
 from chromasync.core.keys import image_pk, receipt_sk, word_sk
-from chromasync.provision import ensure_table
+from chromasync.provision import ensure_sink_tables, ensure_table
 from chromasync.seed import ReceiptSpec, demo_receipts, seed_table
 from tasks.config import WorkerSettings
 from tasks.sinks.backend import SinkWrite
@@ -57,7 +57,7 @@ class DashboardSystem:
         ensure_table(shared, self.dynamodb)
         self.table = boto3.resource("dynamodb", **shared.aws.client_kwargs()).Table(shared.table)
         seed_table(self.table, self.receipts)
-        DashboardSink.provision(self.settings, self.dynamodb)
+        ensure_sink_tables(self.settings, self.dynamodb)
         self.sink = DashboardSink(self.settings)
 
     @classmethod

@@ -54,8 +54,8 @@ class Stack(LocalSystem):
         return worker
 
     def start_workers(self) -> None:
-        """One worker per collection, started together."""
-        names = self.settings.collections
+        """One worker per target (each collection, each other sink's table), started together."""
+        names = self.settings.targets
         self.assembly.start_workers(names, log_names=[self._log_name(c) for c in names])
 
     def _log_name(self, name: str) -> str:
@@ -134,7 +134,7 @@ class Stack(LocalSystem):
 
     @contextmanager
     def running(self, receipts: list[ReceiptSpec]) -> Iterator[StreamPoller]:
-        """Seed the receipts, start one worker per collection and the poller (in a thread, as
+        """Seed the receipts, start one worker per target and the poller (in a thread, as
         ``chromasync run`` runs it); stop the poller after."""
         self.seed(receipts)
         self.start_workers()

@@ -12,6 +12,7 @@ import pytest
 from chromasync.core.config import ConfigError
 from chromasync.core.contract import ChangeBatch
 from chromasync.core.resources import MissingResource
+from chromasync.provision import ensure_sink_tables
 from chromasync.seed import demo_receipts, table_items
 from tasks.audit import read_audit
 from tasks.config import WorkerSettings
@@ -324,9 +325,12 @@ def test_the_probe_names_the_table_until_it_is_provisioned(
     assert f"DynamoDB table '{table}' does not exist" in str(missing.value)
     assert "chromasync provision" in str(missing.value)
     assert dynamodb.list_tables()["TableNames"] == []  # named, never created
-    ((kind, name, arn),) = DashboardSink.provision(settings, dynamodb)
-    assert (kind, name) == ("DynamoDB table", table) and arn.endswith(f"table/{table}")
-    assert DashboardSink.provision(settings, dynamodb)[0][2] == arn  # again: no error
+    (made,) = ensure_sink_tables(settings, dynamodb)
+    arn = made.detail
+    assert (made.kind, made.name) == ("DynamoDB table", table) and arn.endswith(f"table/{table}")
+    assert ensure_sink_tables(settings, dynamodb)[0].detail == arn  # again: no error
+    ttl = dynamodb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
+    assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "expires_at")
     call()
 
 

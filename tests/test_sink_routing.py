@@ -61,7 +61,8 @@ def test_the_dashboard_is_a_target_with_its_own_queue() -> None:
     assert settings.select_targets("dashboard") == ["dashboard"]
     with pytest.raises(
         ConfigError,
-        match="unknown collection 'nope'; CHROMASYNC_COLLECTIONS names \\['lines', 'words'\\] and CHROMASYNC_SINKS adds",
+        match="unknown collection 'nope'; CHROMASYNC_COLLECTIONS names "
+        "\\['lines', 'words'\\] and CHROMASYNC_SINKS adds",
     ):
         settings.select_targets("nope")
 

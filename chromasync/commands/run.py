@@ -25,7 +25,7 @@ def register(sub: Any) -> None:
 
     run = sub.add_parser(
         "run",
-        help="run the pipeline: queues, one worker per collection, the stream poller",
+        help="run the pipeline: one worker per collection and sink target, the stream poller",
         description="Run the pipeline until interrupted (Ctrl-C or SIGTERM), against the "
         "endpoints the environment names. Every setting is read and every service reached "
         "first (exit 2 for a wrong setting, 3 for a missing or unreachable service); "
@@ -33,8 +33,9 @@ def register(sub: Any) -> None:
         "that stops is restarted with a backoff (1 s, doubling, at most 30 s); one that stops "
         "again after --max-restarts restarts within --restart-window seconds makes run stop "
         "everything and exit 1, naming it and quoting its log. With --demo: start moto "
-        "locally, seed receipts, edit them, wait until Chroma shows every edit, print a "
-        "report and exit (0 when Chroma matches the table).",
+        "locally, seed receipts, feed both sinks (Chroma and the receipts dashboard), edit "
+        "them, wait until Chroma shows every edit, verify each sink against the table, "
+        "print a report and exit (0 when both match the table).",
     )
     run.add_argument(
         "--demo", action="store_true", help="self-contained demo on moto and an embedded Chroma"
@@ -104,7 +105,9 @@ def main(args: argparse.Namespace) -> int:
                 return 0  # interrupted while starting
             print(
                 f"chromasync running: table {settings.table}, collections "
-                f"{', '.join(settings.collections)}; worker logs in {pipeline.log_dir}; "
+                f"{', '.join(settings.collections)}"
+                + "".join(f", sink {name}" for name in settings.sinks[1:])
+                + f"; worker logs in {pipeline.log_dir}; "
                 "Ctrl-C to stop",
                 flush=True,
             )

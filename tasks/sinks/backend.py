@@ -87,6 +87,17 @@ class SinkWrite:
 
 
 @dataclass(frozen=True)
+class SinkTable:
+    """A DynamoDB table a sink writes, as ``chromasync provision`` creates it."""
+
+    name: str
+    #: ``CreateTable`` arguments beyond the name (keys, billing mode).
+    schema: dict[str, Any]
+    #: The attribute DynamoDB's TTL reads (None: no TTL).
+    ttl_attribute: str | None = None
+
+
+@dataclass(frozen=True)
 class Drift:
     """One thing a target holds differently from the table."""
 
@@ -150,9 +161,9 @@ class Sink(ABC):
         return []
 
     @classmethod
-    def provision(cls, settings: WorkerSettings, dynamodb: Any) -> list[tuple[str, str, str]]:
-        """Create what the sink's targets need (``chromasync provision`` only); return
-        ``(kind, name, ARN or URL)`` of each. Nothing else may create resources."""
+    def tables(cls, settings: WorkerSettings) -> list[SinkTable]:
+        """The DynamoDB tables the sink's targets need: ``chromasync provision`` creates
+        them (the only code that creates resources), the sink only looks them up."""
         return []
 
     @abstractmethod

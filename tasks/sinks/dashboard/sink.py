@@ -9,17 +9,23 @@ never overwrites a newer state.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from chromasync.core.contract import Change
-from tasks.sinks.backend import LeaseCheck, Sink, SinkWrite, WriteJournal, no_journal
+from tasks.sinks.backend import (
+    LeaseCheck,
+    Sink,
+    SinkTable,
+    SinkWrite,
+    WriteJournal,
+    no_journal,
+)
 from tasks.sinks.dashboard.items import Manifest, stored_seq
 from tasks.sinks.dashboard.projection import Key, ProjectionError, project
 from tasks.sinks.dashboard.settings import DashboardSettings
 from tasks.sinks.dashboard.store import DashboardStore
-from tasks.sinks.dashboard.table import TABLE_SCHEMA, finish_table, probe
+from tasks.sinks.dashboard.table import TABLE_SCHEMA, TTL_ATTRIBUTE, probe
 from tasks.sinks.dashboard.verify import (
     REPAIR_EVENT_PREFIX,
     DashboardVerification,
@@ -27,10 +33,8 @@ from tasks.sinks.dashboard.verify import (
     receipt_of,
 )
 from tasks.sources import WHOLE_RECEIPT, ReceiptKey, TableReader
-from tasks.verify import Verifier
 
 if TYPE_CHECKING:
-    from tasks.chroma.target import ChromaTarget
     from tasks.config import WorkerSettings
 
 
@@ -70,13 +74,15 @@ class DashboardSink(Sink):
         return [("DynamoDB", lambda: probe(dynamodb, table))]
 
     @classmethod
-    def provision(cls, settings: WorkerSettings, dynamodb: Any) -> list[tuple[str, str, str]]:
-        """Create the dashboard table (PK/SK, on demand) with TTL on ``expires_at``."""
+    def tables(cls, settings: WorkerSettings) -> list[SinkTable]:
+        """The dashboard table (PK/SK, on demand) with TTL on ``expires_at``.
+
+        TTL is turned on whatever ``CHROMASYNC_DASHBOARD_TTL_DAYS`` says: items
+        without ``expires_at`` never expire, so setting the variable later needs
+        no second provisioning.
+        """
         table = DashboardSettings.from_settings(settings).table
-        # ResourceInUse: made before (or by another provisioner at the same moment).
-        with contextlib.suppress(dynamodb.exceptions.ResourceInUseException):
-            dynamodb.create_table(TableName=table, **TABLE_SCHEMA)
-        return [("DynamoDB table", table, finish_table(dynamodb, table))]
+        return [SinkTable(table, TABLE_SCHEMA, TTL_ATTRIBUTE)]
 
     def apply(
         self,
@@ -131,10 +137,7 @@ class DashboardSink(Sink):
     def verify(
         self, targets: Sequence[str], image_id: str | None = None, receipt_id: int | None = None
     ) -> DashboardVerification:
-        # The scan of the source table's RECEIPT items is the Chroma verifier's (it
-        # reads only the table; no Chroma target is needed for it).
-        finder = Verifier(self.reader, cast("ChromaTarget", None), {})
-        keys = finder.receipts_in_table(image_id)
+        keys = self.reader.receipts(image_id)
         if receipt_id is not None:
             keys = [k for k in keys if k[1] == receipt_id]
         states = self.reader.read(dict.fromkeys(keys, WHOLE_RECEIPT))
