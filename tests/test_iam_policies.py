@@ -13,9 +13,13 @@ work, through the same code paths as in production:
   line edit, waits for a compaction run's delta (a retry sent to its own
   queue), merges it and marks the run merged (an UpdateItem the policy
   limits to the merge attributes), dead-letters a bad payload, records its
-  progress;
+  progress; then a worker of the ``dashboard`` target (the deployment runs
+  ``CHROMASYNC_SINKS=chroma,dashboard``) projects a receipt into the
+  dashboard table and moves it when its merchant is renamed (a transaction
+  of Puts and a Delete, each authorised as its own action);
 * ``operator``: ``chromasync status``, ``dlq list|redrive|purge``,
-  ``verify --repair``, ``snapshot publish|list|restore``.
+  ``verify --repair``, ``verify --sink dashboard --repair``,
+  ``snapshot publish|list|restore``.
 
 Then every action is shown to be needed: for each (statement, action) of a
 policy, the same work with that one action removed fails, and fails because
@@ -43,9 +47,10 @@ from typing import Any
 import boto3
 import pytest
 
-from chromasync.core.contract import Change, ChangeBatch, ChangeKeys
+from chromasync.core.contract import Change, ChangeBatch, ChangeKeys, EventName
 from chromasync.core.entities import EntityType
 from chromasync.core.keys import image_pk, line_sk, receipt_sk
+from chromasync.core.sinks import DASHBOARD
 from chromasync.local import MotoServer, wait_for
 from chromasync.provision import queue_depth
 from chromasync.seed import (
@@ -141,12 +146,15 @@ def write_stream_records(d: Deployment) -> str:
 
 
 def check_published(d: Deployment) -> None:
-    """One task on the lines queue, one record in the quarantine (admin reads them)."""
+    """One task on the lines queue and one on the dashboard's (a line INSERT goes to
+    both), one record in the quarantine (admin reads them)."""
     tasks = receive_all(d, d.settings.sqs_queue_name(d.settings.lines_collection))
+    dashboard = receive_all(d, d.settings.sqs_queue_name(DASHBOARD))
     rejects = receive_all(d, f"{d.settings.queue_prefix}{QUARANTINE_SUFFIX}")
-    if len(tasks) != 1 or len(rejects) != 1:
+    if (len(tasks), len(dashboard), len(rejects)) != (1, 1, 1):
         raise WorkFailed(
-            f"expected 1 task and 1 quarantined record, got {len(tasks)}, {len(rejects)}"
+            "expected 1 lines task, 1 dashboard task and 1 quarantined record, got "
+            f"{len(tasks)}, {len(dashboard)}, {len(rejects)}"
         )
     assert "RECEIPT#abc#LINE#00001" in rejects[0]["Body"]
 
@@ -238,7 +246,7 @@ def poller_work(d: Deployment, creds: dict[str, str], tmp: Path) -> None:
 # -- the worker ------------------------------------------------------------------------------
 
 
-def _change(entity: EntityType, event: str, keys: dict[str, Any], seq: int) -> Change:
+def _change(entity: EntityType, event: EventName, keys: dict[str, Any], seq: int) -> Change:
     return Change(
         entity_type=entity,
         event_name=event,
@@ -377,6 +385,70 @@ def worker_work(d: Deployment, creds: dict[str, str], tmp: Path) -> None:
         reader.close()
     finally:
         worker.process.stop()
+    dashboard_work(d, creds, tmp)
+
+
+def dashboard_merchants(d: Deployment, image_id: str) -> set[str]:
+    """The partitions (``MERCHANT#...``) of an image's receipt items in the dashboard (admin)."""
+    items = d.client("dynamodb", d.admin).scan(TableName=d.dashboard_table)["Items"]
+    return {
+        item["PK"]["S"]
+        for item in items
+        if item.get("kind", {}).get("S") == "receipt" and item["image_id"]["S"] == image_id
+    }
+
+
+def dashboard_work(d: Deployment, creds: dict[str, str], tmp: Path) -> None:
+    """The dashboard target's worker: probe the table, read manifests, put, then move.
+
+    A receipt is projected (BatchGetItem of its manifest, Puts); its merchant is
+    renamed, so the receipt item moves from one ``MERCHANT#`` partition to the
+    other (a Delete in the same transaction).
+    """
+    receipt = demo_receipts(3, lines=2, words_per_line=1)[2]
+    seed_table(table(d), [receipt])
+    keys = {"image_id": receipt.image_id, "receipt_id": receipt.receipt_id}
+    publisher = Publisher(d.settings, producer_app({**d.env, **d.admin}))
+    publisher.publish(
+        ChangeBatch(collection=DASHBOARD, changes=[_change(EntityType.RECEIPT, "INSERT", keys, 10)])
+    )
+    worker = WorkerRun(
+        WorkerProcess.start(
+            DASHBOARD,
+            d.settings.queue_for(DASHBOARD),
+            d.role_env(creds),
+            tmp / "worker-dashboard.log",
+        )
+    )
+    try:
+        before = f"MERCHANT#{merchant_fields(0)['canonical_merchant_name']}"
+        after = merchant_fields(0, edition=3)["canonical_merchant_name"]
+        worker.until(
+            lambda: dashboard_merchants(d, receipt.image_id) == {before},
+            "the receipt in the dashboard",
+        )
+        table(d).update_item(
+            Key={
+                "PK": image_pk(receipt.image_id),
+                "SK": f"{receipt_sk(receipt.receipt_id)}#METADATA",
+            },
+            UpdateExpression="SET canonical_merchant_name = :m",
+            ExpressionAttributeValues={":m": after},
+        )
+        publisher.publish(
+            ChangeBatch(
+                collection=DASHBOARD,
+                changes=[_change(EntityType.RECEIPT_METADATA, "MODIFY", keys, 11)],
+            )
+        )
+        worker.until(
+            lambda: dashboard_merchants(d, receipt.image_id) == {f"MERCHANT#{after}"},
+            "the receipt moved to its new merchant",
+        )
+        queue = d.settings.sqs_queue_name(DASHBOARD)
+        worker.until(lambda: queue_counts(d, queue) == (0, 0, 0), "every dashboard task acked")
+    finally:
+        worker.process.stop()
 
 
 # -- the operator ----------------------------------------------------------------------------
@@ -417,6 +489,13 @@ def operator_work(d: Deployment, creds: dict[str, str], tmp: Path) -> None:
     cli(d, creds, "verify", "--repair", expect=1)
     if not receive_all(d, d.settings.sqs_queue_name(lines)):
         raise WorkFailed("verify --repair enqueued nothing")
+    # The dashboard holds nothing of the receipt yet: its verify scans both tables, finds
+    # the receipt's items missing and sends one repair to the dashboard's queue.
+    dashboard = cli(d, creds, "verify", "--sink", DASHBOARD, "--repair", expect=1)
+    if "missing" not in dashboard.stdout:
+        raise WorkFailed(f"verify --sink dashboard found no drift:\n{dashboard.stdout}")
+    if not receive_all(d, d.settings.sqs_queue_name(DASHBOARD)):
+        raise WorkFailed("verify --sink dashboard --repair enqueued nothing")
     # Snapshots of the embedded collection: publish twice (CHROMASYNC_SNAPSHOT_KEEP=1, so
     # the first version is deleted), list, restore into an empty directory.
     cli(d, creds, "snapshot", "publish", "--collection", lines)
@@ -507,6 +586,19 @@ def _write_source(d: Deployment, clients: Any) -> Any:
     return clients("dynamodb").put_item(TableName=d.table, Item=item)
 
 
+def _scan_dashboard(d: Deployment, clients: Any) -> Any:
+    return clients("dynamodb").scan(TableName=d.dashboard_table)
+
+
+def _delete_dashboard(d: Deployment, clients: Any) -> Any:
+    return clients("dynamodb").delete_table(TableName=d.dashboard_table)
+
+
+def _write_dashboard(d: Deployment, clients: Any) -> Any:
+    item = {"PK": {"S": "MERCHANT#x"}, "SK": {"S": "DAY#2026-01-01#RECEIPT#x#00001"}}
+    return clients("dynamodb").put_item(TableName=d.dashboard_table, Item=item)
+
+
 def _dlq(d: Deployment) -> str:
     return d.settings.dlq_name(d.settings.lines_collection)
 
@@ -521,7 +613,8 @@ def _lines(d: Deployment) -> str:
 
 #: Calls each role must not be able to make: nothing is created, the source table is
 #: not written (the worker: only the merge attributes, without reading the item back),
-#: no role writes a queue that is not its own.
+#: no role writes a queue that is not its own; the dashboard table is written by the
+#: worker alone, which may neither scan it (it reads manifests by key) nor delete it.
 FORBIDDEN: list[tuple[str, str, Callable[[Deployment, Any], Any]]] = [
     *[(role, "CreateQueue", _create_queue) for role in ROLES],
     *[(role, "CreateTable", _create_table) for role in ROLES],
@@ -536,6 +629,10 @@ FORBIDDEN: list[tuple[str, str, Callable[[Deployment, Any], Any]]] = [
         _update_source("SET lines_merge_status = :v"),
     ),
     ("worker", "UpdateItem of another attribute", _update_source("SET merchant_name = :v")),
+    ("worker", "Scan of the dashboard table", _scan_dashboard),
+    ("worker", "DeleteTable of the dashboard table", _delete_dashboard),
+    ("producer-lambda", "PutItem on the dashboard table", _write_dashboard),
+    ("poller", "PutItem on the dashboard table", _write_dashboard),
     (
         "worker",
         "UpdateItem of a merge attribute that reads the whole item back",
