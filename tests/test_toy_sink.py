@@ -1,0 +1,78 @@
+"""Adding a sink is one module plus one configuration entry: a toy sink, run for real.
+
+The test copies the source tree, writes ``tasks/sinks/ledger.py`` (tests/toy/ledger_sink.py)
+and adds one entry to ``SINKS`` in the copy's ``chromasync/core/sinks.py``, and nothing
+else; then runs the whole pipeline from the copy with ``CHROMASYNC_SINKS=chroma,ledger``
+(tests/toy/run_toy_sink.py). Provisioning makes the ledger's queue and dead-letter
+queue, the poller routes to it, a worker of its own applies, verify finds and repairs.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from chromasync.core.config import ConfigError, Settings
+from tests.servers import redis_url
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: The configuration entry, written as a developer would.
+LEDGER_ENTRY = """    "ledger": SinkSpec(
+        "ledger",
+        {EntityType.RECEIPT: Watch(), EntityType.RECEIPT_LINE: Watch()},
+        "line counts per receipt in Redis",
+    ),
+"""
+SINKS_START = "SINKS: Final[dict[str, SinkSpec]] = {\n"
+
+
+def _tree_with_ledger(tmp_path: Path) -> Path:
+    tree = tmp_path / "src"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for package in ("producers", "tasks", "chromasync", "tests"):
+        shutil.copytree(ROOT / package, tree / package, ignore=ignore)
+    shutil.copy(ROOT / "celeryconfig.py", tree / "celeryconfig.py")
+    shutil.copy(ROOT / "tests" / "toy" / "ledger_sink.py", tree / "tasks" / "sinks" / "ledger.py")
+    registry = tree / "chromasync" / "core" / "sinks.py"
+    source = registry.read_text()
+    assert source.count(SINKS_START) == 1
+    registry.write_text(source.replace(SINKS_START, SINKS_START + LEDGER_ENTRY))
+    return tree
+
+
+def test_a_toy_sink_added_as_one_module_and_one_entry_runs_for_real(
+    stack_env: dict[str, str], tmp_path: Path
+) -> None:
+    # Not a sink before the entry (this test's control).
+    with pytest.raises(ConfigError, match="unknown sinks \\['ledger'\\]"):
+        Settings.from_env({"CHROMASYNC_SINKS": "chroma,ledger"})
+    tree = _tree_with_ledger(tmp_path)
+    env = {
+        **stack_env,
+        "PYTHONPATH": str(tree),
+        "CHROMASYNC_SINKS": "chroma,ledger",
+        "CHROMASYNC_LEDGER_URL": redis_url(),
+    }
+    done = subprocess.run(
+        [sys.executable, str(tree / "tests" / "toy" / "run_toy_sink.py"), str(tmp_path / "logs")],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    lines, words = stack_env.get("CHROMASYNC_COLLECTIONS", "lines,words").split(",")
+    assert seen["targets"] == [lines, words, "ledger"]
+    assert seen["queues"] == [True, True]  # provisioned from CHROMASYNC_SINKS alone
+    assert seen["workers"] == sorted([lines, words, "ledger"])
+    assert seen["after_remove"] == [2, 3] and seen["clean"] is True
+    assert seen["drift"] == [["ledger", "differs"]]
+    assert seen["repaired"] == [2, 3]
