@@ -1,4 +1,4 @@
-"""The running pipeline: one worker per collection and the stream poller, supervised.
+"""The running pipeline: one worker per target (collection, sink table) and the poller, supervised.
 
 Used by ``chromasync run`` (until interrupted) and ``chromasync run --demo``.
 It creates nothing: the queues and tables must have been provisioned
@@ -82,7 +82,7 @@ def check_pipeline(env: Mapping[str, str]) -> WorkerSettings:
 
 @dataclass
 class RunningPipeline:
-    """The assembly's poller and one worker per collection, started and supervised."""
+    """The assembly's poller and one worker per target, started and supervised."""
 
     assembly: Assembly
     start: StartPosition = "TRIM_HORIZON"
