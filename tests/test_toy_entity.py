@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from chromasync.core.entities import recognise
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.toy import tree_with_entry
 
 #: The whole addition: one entry, written as a developer would.
 TOY_ENTRY = """    EntitySpec(
@@ -35,16 +33,7 @@ REGISTRY_START = "REGISTRY: Final[tuple[EntitySpec, ...]] = (\n"
 
 
 def _tree_with_toy(tmp_path: Path) -> Path:
-    tree = tmp_path / "src"
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for package in ("producers", "tasks", "chromasync", "tests"):
-        shutil.copytree(ROOT / package, tree / package, ignore=ignore)
-    shutil.copy(ROOT / "celeryconfig.py", tree / "celeryconfig.py")
-    registry = tree / "chromasync" / "core" / "entities.py"
-    source = registry.read_text()
-    assert source.count(REGISTRY_START) == 1
-    registry.write_text(source.replace(REGISTRY_START, REGISTRY_START + TOY_ENTRY))
-    return tree
+    return tree_with_entry(tmp_path, "chromasync/core/entities.py", REGISTRY_START, TOY_ENTRY)
 
 
 def test_a_toy_entity_added_in_one_entry_is_routed_applied_and_verified(

@@ -19,8 +19,7 @@ import pytest
 
 from chromasync.core.config import ConfigError, Settings
 from tests.servers import redis_url
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.toy import tree_with_entry
 
 #: The configuration entry, written as a developer would.
 LEDGER_ENTRY = """    "ledger": SinkSpec(
@@ -33,16 +32,8 @@ SINKS_START = "SINKS: Final[dict[str, SinkSpec]] = {\n"
 
 
 def _tree_with_ledger(tmp_path: Path) -> Path:
-    tree = tmp_path / "src"
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for package in ("producers", "tasks", "chromasync", "tests"):
-        shutil.copytree(ROOT / package, tree / package, ignore=ignore)
-    shutil.copy(ROOT / "celeryconfig.py", tree / "celeryconfig.py")
-    shutil.copy(ROOT / "tests" / "toy" / "ledger_sink.py", tree / "tasks" / "sinks" / "ledger.py")
-    registry = tree / "chromasync" / "core" / "sinks.py"
-    source = registry.read_text()
-    assert source.count(SINKS_START) == 1
-    registry.write_text(source.replace(SINKS_START, SINKS_START + LEDGER_ENTRY))
+    tree = tree_with_entry(tmp_path, "chromasync/core/sinks.py", SINKS_START, LEDGER_ENTRY)
+    shutil.copy(tree / "tests" / "toy" / "ledger_sink.py", tree / "tasks" / "sinks" / "ledger.py")
     return tree
 
 
