@@ -8,6 +8,7 @@ decorator cannot intercept, so it must be a real server).
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from chromasync.processes import spawn, stop_process
 
@@ -103,9 +104,14 @@ class MotoServer(LocalServer):
 
     @classmethod
     def start(
-        cls, port: int | None = None, log: Path | None = None, moto_serializer: bool = False
+        cls,
+        port: int | None = None,
+        log: Path | None = None,
+        moto_serializer: bool = False,
+        count_requests: bool = False,
     ) -> MotoServer:
-        """Start one; ``moto_serializer`` keeps moto's slow response serializer for reads."""
+        """Start one; ``moto_serializer`` keeps moto's slow response serializer for reads,
+        ``count_requests`` counts requests and billed units (:meth:`requests`)."""
         port = port or free_port()
         command = [
             sys.executable,
@@ -118,6 +124,8 @@ class MotoServer(LocalServer):
         ]
         if moto_serializer:
             command.append("--moto-serializer")
+        if count_requests:
+            command.append("--count-requests")
         server = cls(port, spawn(command, log=log))
         server._wait_healthy()
         return server
@@ -125,6 +133,18 @@ class MotoServer(LocalServer):
     def answers(self) -> bool:
         with urllib.request.urlopen(f"{self.url}/moto-api/", timeout=2) as response:
             return bool(response.status == 200)
+
+    def requests(self, reset: bool = False) -> dict[str, Any]:
+        """What it has counted (started with ``count_requests``, or with
+        ``CHROMASYNC_MOTO_COUNT_REQUESTS=1`` in its environment): see
+        :mod:`chromasync.requestcount`. ``reset`` starts the count again, in the same step."""
+        from chromasync.requestcount import COUNTS_PATH
+
+        url = f"{self.url}{COUNTS_PATH}" + ("/reset" if reset else "")
+        request = urllib.request.Request(url, method="POST" if reset else "GET")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            answer: dict[str, Any] = json.loads(response.read())
+        return answer
 
     def reset(self) -> None:
         """Empty every backend, IAM's users and policies included (enforcement stays as it is)."""

@@ -13,7 +13,10 @@ their answers: a Query reads its partition, not the whole table
 computed once (:func:`cache_fixed_lookups`). When IAM is enforced
 (``INITIAL_NO_AUTH_ACTION_COUNT`` or ``/moto-api/reset-auth``), requests are
 authorised the way AWS does it by :mod:`chromasync.motoiam`, installed only
-then. Run it as ``python -m chromasync.motoserver -p PORT [--moto-serializer]``.
+then. With ``--count-requests`` (or ``CHROMASYNC_MOTO_COUNT_REQUESTS=1``) it counts
+requests, DynamoDB read and write units and SQS payloads for the AWS cost model
+(:mod:`chromasync.requestcount`, at ``/_chromasync/requests``). Run it as
+``python -m chromasync.motoserver -p PORT [--moto-serializer] [--count-requests]``.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from typing import Any
+
+from chromasync.requestcount import COUNT_ENV, RequestCounter
 
 #: Prefix of the X-Amz-Target header of DynamoDB and DynamoDB Streams requests.
 DYNAMODB_TARGET_PREFIX = "DynamoDB"
@@ -191,6 +196,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         action="store_true",
         help="answer reads through moto's own response serializer (slower; for comparison)",
     )
+    parser.add_argument(
+        "--count-requests",
+        action="store_true",
+        help="count requests and billed units per service and operation "
+        "(GET /_chromasync/requests; also CHROMASYNC_MOTO_COUNT_REQUESTS=1)",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("MOTO_PORT", str(args.port))
     index_partition_queries()
@@ -201,11 +212,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     install_on_demand()
     if not args.moto_serializer:
         serialise_reads_directly()
-    app = DomainDispatcherApplication(create_backend_app)
+    app: WSGIApp = SerialisedDynamoDB(DomainDispatcherApplication(create_backend_app))
+    if args.count_requests or os.environ.get(COUNT_ENV, "") not in ("", "0"):
+        app = RequestCounter(app)
     run_simple(
         args.host,
         args.port,
-        SerialisedDynamoDB(app),
+        app,
         threaded=True,
         request_handler=MotoRequestHandler,
     )

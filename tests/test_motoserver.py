@@ -5,6 +5,11 @@ GetItem, BatchGetItem, Query, Scan and GetRecords (most of moto's time per
 read). These tests write every attribute type, read it back through each of
 those operations, and compare with a moto server that uses its own
 serializer, so a difference in what boto3 parses would fail here.
+
+The wrapper's request counter (``--count-requests``, for the AWS cost model) is
+checked against calls whose bill is known: item sizes chosen to cross the 1 KB and
+4 KB steps, a filtered Query, a conditional write refused, SQS payloads over 64 KB,
+both SQS protocols, and S3.
 """
 
 from __future__ import annotations
@@ -153,3 +158,124 @@ def test_errors_keep_moto_s_own_answers(moto: MotoServer) -> None:
     ddb = _client(moto, "dynamodb")
     with pytest.raises(ddb.exceptions.ResourceNotFoundException):
         ddb.get_item(TableName="absent", Key={"PK": {"S": "x"}, "SK": {"S": "y"}})
+
+
+# -- the request counter (``--count-requests``) --------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def counting() -> Iterator[MotoServer]:
+    server = MotoServer.start(count_requests=True)
+    yield server
+    server.stop()
+
+
+def _tallies(server: MotoServer) -> dict[tuple[str, str], dict[str, Any]]:
+    """The counts since the last call, by (service, operation), zeroed in the same step."""
+    entries = server.requests(reset=True)["entries"]
+    return {(e["service"], e["operation"]): e for e in entries}
+
+
+#: 5,000 bytes of one attribute: an item of ~5 KB, two read units, five write units.
+BIG = {"PK": {"S": "P"}, "SK": {"S": "big"}, "text": {"S": "x" * 5000}}
+SMALL = {"PK": {"S": "P"}, "SK": {"S": "small"}, "label": {"S": "TOTAL"}}
+
+
+def test_counter_meters_dynamodb_reads_and_writes_as_dynamodb_bills_them(
+    counting: MotoServer,
+) -> None:
+    counting.reset()
+    ddb = _client(counting, "dynamodb")
+    ensure_table(Settings.from_env({"CHROMASYNC_TABLE": TABLE}), client=ddb)
+    _tallies(counting)
+    ddb.put_item(TableName=TABLE, Item=BIG)
+    ddb.put_item(TableName=TABLE, Item=SMALL)
+    with pytest.raises(ddb.exceptions.ConditionalCheckFailedException):
+        ddb.put_item(TableName=TABLE, Item=SMALL, ConditionExpression="attribute_not_exists(PK)")
+    key = {"PK": BIG["PK"], "SK": BIG["SK"]}
+    ddb.get_item(TableName=TABLE, Key=key, ConsistentRead=True)  # 2 units
+    ddb.get_item(TableName=TABLE, Key=key)  # eventually consistent: 1
+    missing = {"PK": BIG["PK"], "SK": {"S": "none"}}
+    ddb.batch_get_item(RequestItems={TABLE: {"Keys": [key, missing], "ConsistentRead": True}})
+    # The filter returns the small item only; DynamoDB bills both items read (~5 KB: 2).
+    got = ddb.query(
+        TableName=TABLE,
+        KeyConditionExpression="PK = :pk",
+        FilterExpression="attribute_exists(#l)",
+        ExpressionAttributeNames={"#l": "label"},
+        ExpressionAttributeValues={":pk": {"S": "P"}},
+        ConsistentRead=True,
+    )
+    assert [i["SK"]["S"] for i in got["Items"]] == ["small"]
+    counts = _tallies(counting)
+    put = counts[("dynamodb", "PutItem")]
+    assert (put["requests"], put["errors"], put["write_units"]) == (3, 1, 5 + 1 + 1)
+    assert put["resource"] == TABLE
+    assert counts[("dynamodb", "GetItem")]["read_units"] == 3.0
+    assert counts[("dynamodb", "BatchGetItem")]["read_units"] == 2 + 1  # found + missing key
+    assert counts[("dynamodb", "Query")]["read_units"] == 2.0
+    assert all(e["requests"] == e["billed_requests"] for e in counts.values())
+    assert _tallies(counting) == {}  # reset by the previous call
+
+
+def test_counter_meters_sqs_payloads_in_64_kb_chunks(counting: MotoServer) -> None:
+    sqs = _client(counting, "sqs")
+    url = sqs.create_queue(QueueName="counted")["QueueUrl"]
+    _tallies(counting)
+    sqs.send_message(QueueUrl=url, MessageBody="x" * 70_000)  # two chunks
+    sqs.send_message_batch(
+        QueueUrl=url, Entries=[{"Id": str(n), "MessageBody": "hi"} for n in range(3)]
+    )
+    got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)  # empty
+    sqs.delete_message_batch(
+        QueueUrl=url,
+        Entries=[{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(got)],
+    )
+    counts = _tallies(counting)
+    send = counts[("sqs", "SendMessage")]
+    assert (send["requests"], send["billed_requests"], send["payload_bytes"]) == (1, 2, 70_000)
+    assert send["resource"] == "counted"
+    batch = counts[("sqs", "SendMessageBatch")]
+    assert (batch["requests"], batch["billed_requests"], batch["messages"]) == (1, 1, 3)
+    receive = counts[("sqs", "ReceiveMessage")]
+    assert (receive["requests"], receive["messages"], receive["empty"]) == (2, 4, 1)
+    assert receive["billed_requests"] == 2 + 1
+    assert counts[("sqs", "DeleteMessageBatch")]["messages"] == 4
+
+
+def test_counter_reads_sqs_query_protocol_and_s3_methods(counting: MotoServer) -> None:
+    import urllib.parse
+    import urllib.request
+
+    sqs = _client(counting, "sqs")
+    url = sqs.create_queue(QueueName="query")["QueueUrl"]
+    _tallies(counting)
+    form = {"Action": "SendMessage", "QueueUrl": url, "MessageBody": "hello"}
+    scope = "Credential=test/20260101/us-east-1/sqs/aws4_request, SignedHeaders=host, Signature=0"
+    request = urllib.request.Request(
+        counting.url + "/",
+        data=urllib.parse.urlencode(form).encode(),
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Authorization": f"AWS4-HMAC-SHA256 {scope}",
+        },
+    )
+    urllib.request.urlopen(request, timeout=10).close()
+    s3 = _client(counting, "s3")
+    s3.create_bucket(Bucket="counted-bucket")
+    s3.put_object(Bucket="counted-bucket", Key="a/b", Body=b"z")
+    s3.get_object(Bucket="counted-bucket", Key="a/b")
+    counts = _tallies(counting)
+    send = counts[("sqs", "SendMessage")]
+    assert (send["requests"], send["payload_bytes"], send["resource"]) == (1, 5, "query")
+    assert sqs.receive_message(QueueUrl=url)["Messages"][0]["Body"] == "hello"
+    assert {k for k in counts if k[0] == "s3"} == {
+        ("s3", "PUT bucket"),
+        ("s3", "PUT object"),
+        ("s3", "GET object"),
+    }
+    # moto's own API is not AWS's: not counted.
+    _tallies(counting)
+    counting.reset()
+    assert _tallies(counting) == {}
