@@ -2,6 +2,9 @@
 
 A pipeline stage whose process group uses about one core for the whole phase
 is the bound (moto serves every DynamoDB request on one core, for example).
+Every section also records the absolute seconds each process used
+(:class:`CpuMeter`), so a workload's worker CPU can be divided by the
+embeddings it wrote and set against Chroma's own CPU per embedding.
 Elsewhere than Linux every figure is NaN: the benchmark still runs.
 """
 
@@ -9,6 +12,8 @@ from __future__ import annotations
 
 import math
 import os
+import time
+from collections.abc import Mapping
 from pathlib import Path
 
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -45,6 +50,41 @@ def cpu_seconds(pid: int) -> float:
 
 
 def own_cpu_seconds() -> float:
-    """User+system CPU seconds of this process alone (its threads, not its children)."""
-    times = os.times()
-    return times.user + times.system
+    """User+system CPU seconds of this process alone (its threads, not its children).
+
+    ``CLOCK_PROCESS_CPUTIME_ID`` (nanoseconds), not ``os.times`` (clock ticks,
+    10 ms): the sink's CPU is summed over calls of a few tens of milliseconds.
+    """
+    return time.process_time()
+
+
+#: The label of the benchmark's own process in every section's CPU seconds.
+DRIVER = "driver"
+
+
+class CpuMeter:
+    """CPU seconds each process (and its descendants) used between :meth:`start` and
+    :meth:`stop`, with this process as :data:`DRIVER`."""
+
+    def __init__(self, pids: Mapping[str, int]) -> None:
+        self.pids = dict(pids)
+        self.before: dict[str, float] = {}
+
+    def _now(self) -> dict[str, float]:
+        now = {label: cpu_seconds(pid) for label, pid in self.pids.items()}
+        now[DRIVER] = own_cpu_seconds()
+        return now
+
+    def start(self) -> CpuMeter:
+        self.before = self._now()
+        return self
+
+    def stop(self) -> dict[str, float]:
+        """Seconds per label (rounded to the millisecond)."""
+        after = self._now()
+        return {label: round(after[label] - self.before[label], 3) for label in after}
+
+
+def worker_seconds(seconds: Mapping[str, float]) -> float:
+    """The workers' CPU seconds summed (labels ``worker ...``)."""
+    return sum(v for k, v in seconds.items() if k.startswith("worker"))

@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from benchmarks.cpu import cpu_seconds, own_cpu_seconds
+from benchmarks.cpu import CpuMeter
 from benchmarks.stack import BenchStack
 from benchmarks.workload import Expect, Role, TableOp
 
@@ -49,8 +49,11 @@ class LagResult:
     unseen: int = 0
     poll_interval: float = PROBE_INTERVAL
     knobs: dict[str, Any] = field(default_factory=dict)
-    #: Cores each process kept busy during the run (1.0 = one core).
+    #: Cores each process kept busy during the run (1.0 = one core); ``driver`` is the
+    #: benchmark's own process (its writer threads and probes).
     cpu_busy: dict[str, float] = field(default_factory=dict)
+    #: CPU seconds each process used during the run (same labels).
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
     #: Leading writes offered at the rate whose lags are not counted.
     warmup: int = 0
 
@@ -148,8 +151,7 @@ def measure_lag(
     lags are not counted: the figures are for a steady load, not a start-up.
     """
     pids = {**stack.pids(), **(extra_pids or {})}
-    cpu_before = {label: cpu_seconds(pid) for label, pid in pids.items()}
-    own_before = own_cpu_seconds()
+    meter = CpuMeter(pids).start()
     began = time.monotonic()
     sent: dict[int, float] = {}
     start = began + 0.1  # every writer thread running before the first write is due
@@ -188,10 +190,9 @@ def measure_lag(
         time.sleep(poll_interval)
     for writer in writers:
         writer.join()
+    spent = meter.stop()
     wall = time.monotonic() - began
-    busy = {k: round((cpu_seconds(pid) - cpu_before[k]) / wall, 3) for k, pid in pids.items()}
-    # The benchmark's own share of the machine: the writer threads and the probes.
-    busy["bench (writers, probes)"] = round((own_cpu_seconds() - own_before) / wall, 3)
+    busy = {k: round(v / wall, 3) for k, v in spent.items()}
     wrote_for = max(max(w.ended for w in writers) - start, 1e-9)
     return LagResult(
         offered_rate=rate,
@@ -203,5 +204,6 @@ def measure_lag(
         poll_interval=poll_interval,
         knobs=dict(knobs or {}),
         cpu_busy=busy,
+        cpu_seconds=spent,
         warmup=warmup,
     )

@@ -14,6 +14,12 @@ from typing import Any
 
 from benchmarks.producer_cpu import format_stages
 
+#: Worker CPU per embedding written may be at most this many times Chroma's own CPU per
+#: embedding at 1,000 ids per call (issue 17: our code adds at most half the sink's cost).
+WORKER_CPU_LIMIT = 1.5
+#: The workloads judged on it: (section, label).
+CPU_WORKLOADS = (("chromasync_single", "single-embedding"), ("chromasync_mix", "realistic mix"))
+
 #: Section names every report's JSON holds (the smoke test checks them).
 SECTIONS = (
     "machine",
@@ -84,7 +90,30 @@ class BenchReport:
             "producer_vs_bare_deserializer": _ratio(
                 cpu["producer_records_per_second"], cpu["bare_records_per_second"]
             ),
+            "single_worker_cpu_vs_chroma": self._cpu_ratio("chromasync_single"),
+            "mix_worker_cpu_vs_chroma": self._cpu_ratio("chromasync_mix"),
         }
+
+    def _cpu_ratio(self, section: str) -> float:
+        worker = self.sections[section].get("worker_cpu_per_embedding", math.nan)
+        return _ratio(worker, self.sections["sink"].get("chroma_cpu_per_embedding", 0.0))
+
+    def section_cpu(self) -> list[tuple[str, dict[str, float]]]:
+        """CPU seconds per process of every section, in the order they ran."""
+        s = self.sections
+        rows = [
+            ("sink", s["sink"].get("section_cpu_seconds") or {}),
+            ("chromasync single-embedding", s["chromasync_single"].get("cpu_seconds", {})),
+            ("chromasync realistic mix", s["chromasync_mix"].get("cpu_seconds", {})),
+        ]
+        rows += [
+            (f"lag at {lag['offered_rate']:g}/s", lag.get("cpu_seconds", {})) for lag in s["lag"]
+        ]
+        rows += [
+            ("per-message baseline", s["per_message"].get("cpu_seconds", {})),
+            ("producer, CPU only", s["producer_cpu"].get("cpu_seconds", {})),
+        ]
+        return rows
 
     def targets(self) -> list[Target]:
         r = self.ratios()
@@ -111,6 +140,18 @@ class BenchReport:
                 "producer / bare TypeDeserializer loop (records/s)",
                 r["producer_vs_bare_deserializer"],
                 0.5,
+            ),
+            Target(
+                "single-embedding: worker CPU / Chroma CPU per embedding",
+                r["single_worker_cpu_vs_chroma"],
+                WORKER_CPU_LIMIT,
+                at_least=False,
+            ),
+            Target(
+                "realistic mix: worker CPU / Chroma CPU per embedding",
+                r["mix_worker_cpu_vs_chroma"],
+                WORKER_CPU_LIMIT,
+                at_least=False,
             ),
         ]
 
@@ -182,6 +223,7 @@ class BenchReport:
             f"{cpu['producer_records_per_second']:>12,.0f}",
             f"  per record, each step alone: {format_stages(cpu)}",
         ]
+        out += ["", *self._render_cpu()]
         moto = s["moto"]
         out += [
             "",
@@ -199,6 +241,42 @@ class BenchReport:
             )
         return "\n".join(out)
 
+    def _render_cpu(self) -> list[str]:
+        """CPU seconds per process and section, then CPU per embedding against Chroma's."""
+        rows = self.section_cpu()
+        labels: list[str] = []
+        for _, seconds in rows:
+            labels += [k for k in seconds if k not in labels]
+        # moto first, then the workers, the poller, the driver (this process) last.
+        order = {"moto": 0, "poller": 2, "driver": 3}
+        labels.sort(key=lambda k: (order.get(k, 1), k))
+        width = max([12, *(len(k) + 2 for k in labels)])
+        out = [
+            f"{'CPU seconds per process':<32}" + "".join(f"{k:>{width}}" for k in labels),
+        ]
+        for name, seconds in rows:
+            cells = "".join(
+                f"{seconds[k]:>{width}.2f}" if k in seconds else f"{'':>{width}}" for k in labels
+            )
+            out.append(f"{name:<32}{cells}")
+        chroma = self.sections["sink"].get("chroma_cpu_per_embedding", math.nan)
+        out += [
+            "",
+            f"{'CPU per embedding (µs)':<32}{'worker':>10}{'Chroma':>10}{'ratio':>9}{'target':>10}",
+        ]
+        for section, label in CPU_WORKLOADS:
+            row = self.sections[section]
+            worker = row.get("worker_cpu_per_embedding", math.nan)
+            ratio = _ratio(worker, chroma)
+            met = not math.isnan(ratio) and ratio <= WORKER_CPU_LIMIT
+            out.append(
+                f"{label:<32}{worker * 1e6:>10.1f}{chroma * 1e6:>10.1f}{ratio:>8.2f}x"
+                f"{'<= ' + format(WORKER_CPU_LIMIT, 'g') + 'x':>10}  {'met' if met else 'missed'}"
+                f"  ({row.get('worker_cpu_seconds', math.nan):.2f} s of worker CPU for "
+                f"{row['embeddings_written']:,} embeddings)"
+            )
+        return out
+
     # -- the chart -------------------------------------------------------------------------
 
     def chart(self, path: Path) -> bool:
@@ -211,7 +289,7 @@ class BenchReport:
         except ImportError:
             return False
         s = self.sections
-        fig, axes = plt.subplots(1, 4, figsize=(17, 4.2))
+        fig, axes = plt.subplots(1, 5, figsize=(21, 4.2))
         bars = [
             ("sink\nlimit", s["sink"]["embeddings_per_second"], "#777777"),
             ("per-message\nsingle", s["per_message"]["embeddings_per_second"], "#c44e52"),
@@ -248,6 +326,19 @@ class BenchReport:
             color=["#777777", "#4c72b0"],
         )
         ax.set_title("producer, CPU only: records/s")
+        ax = axes[4]
+        chroma = s["sink"].get("chroma_cpu_per_embedding", math.nan) * 1e6
+        ax.bar(
+            ["Chroma\n(1,000 ids/call)", "worker\nsingle", "worker\nmix"],
+            [
+                chroma,
+                s["chromasync_single"].get("worker_cpu_per_embedding", math.nan) * 1e6,
+                s["chromasync_mix"].get("worker_cpu_per_embedding", math.nan) * 1e6,
+            ],
+            color=["#777777", "#4c72b0", "#55a868"],
+        )
+        ax.axhline(WORKER_CPU_LIMIT * chroma, color="black", linewidth=0.8, linestyle="--")
+        ax.set_title(f"CPU µs per embedding (dashed: {WORKER_CPU_LIMIT:g}x Chroma)")
         m = self.machine
         fig.suptitle(
             f"chromasync bench ({self.profile}): {m['nproc']} cores, Python {m['python']}, "

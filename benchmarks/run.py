@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.baseline_producer import per_message_queues
+from benchmarks.cpu import CpuMeter
 from benchmarks.lag import measure_lag
 from benchmarks.moto_probe import probe_moto
 from benchmarks.producer_cpu import capture_records, measure_producer
@@ -28,6 +29,7 @@ from benchmarks.sink import measure_sink
 from benchmarks.stack import BenchStack
 from benchmarks.throughput import run_workload
 from benchmarks.workload import WorkloadBuilder, bench_receipts, embeddings_of
+from tasks.profiling import PROFILE_ENV
 
 Echo = Callable[[str], None]
 
@@ -96,8 +98,13 @@ def run_bench(
     echo: Echo = print,
     knobs: dict[str, str] | None = None,
     idle_sleep: float | None = None,
+    profile_dir: Path | None = None,
 ) -> BenchReport:
-    """Every section on one stack; ``knobs`` (env) and ``idle_sleep`` tune the lag run."""
+    """Every section on one stack; ``knobs`` (env) and ``idle_sleep`` tune the lag run.
+
+    ``profile_dir``: chromasync's workers run under cProfile (:mod:`tasks.profiling`)
+    and leave their profiles there when they stop.
+    """
     started = time.monotonic()
 
     def say(text: str) -> None:
@@ -125,7 +132,8 @@ def run_bench(
         say(f"sink limit: {sink.embeddings_per_second:,.0f} embeddings/s at 1,000 ids per call")
         first_workload_sequence = stack.skip_stream()
 
-        stack.start_workers()
+        profiling = {PROFILE_ENV: str(profile_dir)} if profile_dir else {}
+        stack.start_workers(extra_env=profiling or None)
         say("chromasync workers ready")
         result = run_workload(stack, "single", single, timeout=profile.timeout)
         report.sections["chromasync_single"] = result.to_json()
@@ -141,7 +149,7 @@ def run_bench(
         lags = []
         if knobs:
             stack.assembly.stop_workers()
-            stack.start_workers(extra_env=knobs)
+            stack.start_workers(extra_env={**knobs, **profiling})
         poller = stack.start_poller("chromasync", idle_sleep=idle_sleep, tag="-lag")
         try:
             for rate in profile.lag_rates:
@@ -182,9 +190,10 @@ def run_bench(
         arn = stack.boto("dynamodb").describe_table(TableName=stack.settings.table)["Table"][
             "LatestStreamArn"
         ]
+        meter = CpuMeter(stack.pids()).start()
         records = capture_records(streams, arn, profile.cpu_records, after=first_workload_sequence)
         cpu = measure_producer(stack.settings, records)
-        report.sections["producer_cpu"] = cpu.to_json()
+        report.sections["producer_cpu"] = {**cpu.to_json(), "cpu_seconds": meter.stop()}
         say(
             f"producer CPU: {cpu.producer_records_per_second:,.0f} records/s, bare "
             f"TypeDeserializer loop {cpu.bare_records_per_second:,.0f} records/s"

@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from benchmarks.cpu import cpu_seconds
+from benchmarks.cpu import CpuMeter, worker_seconds
 from benchmarks.stack import BenchStack
 from benchmarks.workload import TableOp
 
@@ -39,6 +39,19 @@ class ThroughputResult:
     chroma_seconds: float
     extra: dict[str, Any] = field(default_factory=dict)
 
+    #: CPU seconds each process used while the workload drained (``driver``: this one).
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def worker_cpu_seconds(self) -> float:
+        """Both workers' CPU (each with its pool child and the embedded Chroma in it)."""
+        return worker_seconds(self.cpu_seconds)
+
+    @property
+    def worker_cpu_per_embedding(self) -> float:
+        """Worker CPU seconds per embedding written (NaN-free: 0 when none was written)."""
+        return self.worker_cpu_seconds / self.embeddings_written if self.embeddings_written else 0.0
+
     @property
     def changes_per_second(self) -> float:
         return self.changes / self.seconds if self.seconds else 0.0
@@ -57,6 +70,8 @@ class ThroughputResult:
             "changes_per_second": self.changes_per_second,
             "embeddings_per_second": self.embeddings_per_second,
             "table_writes_per_second": self.table_writes_per_second,
+            "worker_cpu_seconds": self.worker_cpu_seconds,
+            "worker_cpu_per_embedding": self.worker_cpu_per_embedding,
         }
 
 
@@ -74,11 +89,11 @@ def run_workload(
     poller = stack.start_poller(design, idle_sleep=idle_sleep, tag=f"-{name}")
     pids = stack.pids()
     pids["poller"] = poller.process.pid
-    before = {label: cpu_seconds(pid) for label, pid in pids.items()}
+    meter = CpuMeter(pids).start()
     began = time.monotonic()
     try:
         seen_at = stack.wait_visible(ops, timeout)
-        after = {label: cpu_seconds(pid) for label, pid in pids.items()}
+        spent = meter.stop()
         wall = time.monotonic() - began
     finally:
         poller.stop()
@@ -100,6 +115,7 @@ def run_workload(
         extra={
             "write_kinds": dict(Counter(w["kind"] for w in writes)),
             # Cores each process kept busy while the workload drained (1.0 = one core).
-            "cpu_busy": {k: round((after[k] - before[k]) / wall, 3) for k in pids},
+            "cpu_busy": {k: round(v / wall, 3) for k, v in spent.items()},
         },
+        cpu_seconds=spent,
     )

@@ -7,7 +7,13 @@ import sys
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init, worker_process_init
+from celery.signals import (
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
+)
 
 from chromasync.core.logs import install_worker_logging
 
@@ -79,7 +85,8 @@ def _refusal(exc: BaseException) -> str:
 
 @worker_process_init.connect
 def _warm_runtime(**_: Any) -> None:
-    """Build the runtime (imports chromadb, connects clients) before the first task.
+    """Build the runtime (imports chromadb, opens the collections, connects clients) before
+    the first task.
 
     The services were reached at start (:func:`_preflight`); a failure here (one
     went away since) is only logged: the first task meets the same error, logs it
@@ -92,6 +99,37 @@ def _warm_runtime(**_: Any) -> None:
     try:
         runtime = get_runtime()
         for target in _consumed or runtime.settings.shared.collections:
-            runtime.sink_for(target)
+            runtime.sink_for(target).warm(target)
     except Exception as exc:  # noqa: BLE001 - reported, then met again by the task
         log.warning("could not warm the worker runtime: %s", exc)
+
+
+@worker_process_init.connect
+def _profile_child(**_: Any) -> None:
+    """Profile the pool child when ``CHROMASYNC_PROFILE`` names a directory
+    (:mod:`tasks.profiling`)."""
+    from tasks import profiling
+
+    profiling.start("child")
+
+
+@worker_process_shutdown.connect
+def _profile_child_done(**_: Any) -> None:
+    from tasks import profiling
+
+    profiling.stop(_consumed)
+
+
+@worker_ready.connect
+def _profile_main(**_: Any) -> None:
+    """Profile the main process (SQS receives, hand-offs to the child) once the pool runs."""
+    from tasks import profiling
+
+    profiling.start("main")
+
+
+@worker_shutdown.connect
+def _profile_main_done(**_: Any) -> None:
+    from tasks import profiling
+
+    profiling.stop(_consumed)

@@ -34,7 +34,7 @@ def test_smoke_run_writes_every_section(tmp_path: Path) -> None:
         [
             sys.executable, "-m", "chromasync.cli", "bench", "--smoke",
             "--workdir", str(tmp_path / "work"), "--json", str(out), "--chart", str(chart),
-            "--redis-url", BENCH_REDIS_URL,
+            "--redis-url", BENCH_REDIS_URL, "--profile", str(tmp_path / "profiles"),
         ],
         env=env,
         capture_output=True,
@@ -49,9 +49,29 @@ def test_smoke_run_writes_every_section(tmp_path: Path) -> None:
     assert [lag["offered_rate"] for lag in report["lag"]] == [50, 200]
     for name in ("chromasync_single", "chromasync_mix", "per_message"):
         assert report[name]["changes"] > 0 and report[name]["seconds"] > 0
-    assert len(report["targets"]) == 5
+    assert len(report["targets"]) == 7
     assert all(isinstance(t["met"], bool) for t in report["targets"])
+    # CPU seconds of every process in every section; worker CPU per embedding against
+    # Chroma's own (issue 17).
+    for name in ("chromasync_single", "chromasync_mix", "per_message"):
+        seconds = report[name]["cpu_seconds"]
+        assert {"moto", "poller", "driver"} <= set(seconds), seconds
+        assert sum(1 for label in seconds if label.startswith("worker")) == 2, seconds
+        assert report[name]["worker_cpu_seconds"] > 0
+        assert report[name]["worker_cpu_per_embedding"] > 0
+    for lag in report["lag"]:
+        assert {"moto", "driver"} <= set(lag["cpu_seconds"])
+    assert set(report["sink"]["section_cpu_seconds"]) == {"moto", "driver"}
+    assert report["sink"]["chroma_cpu_per_embedding"] > 0
+    assert set(report["producer_cpu"]["cpu_seconds"]) == {"moto", "driver"}
+    assert report["ratios"]["single_worker_cpu_vs_chroma"] > 0
+    assert report["ratios"]["mix_worker_cpu_vs_chroma"] > 0
+    assert "CPU seconds per process" in done.stdout
+    assert "CPU per embedding" in done.stdout
     assert "ratios and targets" in done.stdout
+    # --profile: each chromasync worker's main process and pool child left a cProfile file.
+    profiles = sorted(p.name for p in (tmp_path / "profiles").glob("*.prof"))
+    assert len(profiles) >= 4 and {p.rsplit("-", 2)[1] for p in profiles} == {"main", "child"}
     assert "per record, each step alone: decode" in done.stdout
     try:
         import matplotlib  # noqa: F401

@@ -53,6 +53,13 @@ def register(sub: Any) -> None:
     bench.add_argument(
         "--idle-sleep", type=float, help="the stream poller's pause when idle, for the lag runs"
     )
+    bench.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="run chromasync's workers under cProfile and write their profiles to DIR "
+        "(CHROMASYNC_PROFILE; python -m pstats reads them); the figures of such a run are "
+        "slowed by the profiler",
+    )
     bench.set_defaults(func=main)
 
 
@@ -79,6 +86,7 @@ def main(args: argparse.Namespace) -> int:
         echo=lambda line: print(line, flush=True),
         knobs=knobs or None,
         idle_sleep=args.idle_sleep,
+        profile_dir=Path(args.profile).resolve() if args.profile else None,
     )
     json_path = Path(args.json) if args.json else workdir / f"bench-{name}.json"
     chart_path = Path(args.chart) if args.chart else workdir / f"bench-{name}.png"
@@ -87,6 +95,8 @@ def main(args: argparse.Namespace) -> int:
     print(report.render())
     print()
     print(f"results: {json_path}")
+    if args.profile:
+        print(f"profiles: {args.profile} (the figures above include the profiler's cost)")
     if report.chart(chart_path):
         print(f"chart:   {chart_path}")
     else:

@@ -179,6 +179,11 @@ class Sink(ABC):
         Called with the target's lease held.
         """
 
+    def warm(self, target: str) -> None:
+        """Open what the first write to ``target`` needs (called as a worker process starts,
+        so the first task does not pay for it)."""
+        return None
+
     @abstractmethod
     def verify(
         self, targets: Sequence[str], image_id: str | None = None, receipt_id: int | None = None

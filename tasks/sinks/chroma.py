@@ -89,6 +89,11 @@ class ChromaSink(Sink):
     def from_settings(cls, settings: WorkerSettings) -> ChromaSink:
         return cls(settings)
 
+    def warm(self, target: str) -> None:
+        """Import chromadb and open the collection: about a second of CPU (``import
+        chromadb`` alone, BENCHMARKS.md "CPU per embedding") the first task would pay."""
+        self.target.collection(target)
+
     def apply(
         self,
         target: str,
