@@ -50,15 +50,22 @@ class LocalSystem:
 
     @classmethod
     def on_moto(
-        cls, settings: Mapping[str, str], log_dir: Path, moto_log: Path, **fields: Any
+        cls,
+        settings: Mapping[str, str],
+        log_dir: Path,
+        moto_log: Path,
+        count_requests: bool = False,
+        **fields: Any,
     ) -> Self:
         """Start moto, then a system on it: this process's environment without
         :data:`FOREIGN_SETTINGS`, pointed at moto, with ``settings`` on top.
 
-        ``fields`` go to the constructor (a subclass's own).
+        ``count_requests``: moto counts requests and billed units (the AWS cost
+        model, :meth:`MotoServer.requests`). ``fields`` go to the constructor (a
+        subclass's own).
         """
         moto_log.parent.mkdir(parents=True, exist_ok=True)
-        moto = MotoServer.start(log=moto_log)
+        moto = MotoServer.start(log=moto_log, count_requests=count_requests)
         try:
             env = {k: v for k, v in os.environ.items() if k not in FOREIGN_SETTINGS}
             env.update({**moto.client_env(), "ANONYMIZED_TELEMETRY": "False", **settings})
