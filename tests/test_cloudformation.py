@@ -52,8 +52,11 @@ POLICY_HOMES = {
     "worker": ("WorkerRole", "worker"),
     "operator": ("OperatorPolicy", None),
 }
-#: The sinks the stack turns on (the Lambda's and the workers' CHROMASYNC_SINKS).
+#: The sinks the stack turns on by default (its Sinks parameter: the Lambda's and the
+#: workers' CHROMASYNC_SINKS).
 STACK_SINKS = "chroma,dashboard"
+#: What the stack makes only with the dashboard on (condition WithDashboard).
+DASHBOARD_RESOURCES = {"DashboardTableResource", "DashboardQueue", "DashboardDeadLetterQueue"}
 #: CloudFormation's pseudo parameters a policy may name.
 PSEUDO_PARAMETERS = {"AWS::Partition", "AWS::Region", "AWS::AccountId"}
 
@@ -279,7 +282,7 @@ def test_lambda_environment_names_the_parameters(template: dict[str, Any]) -> No
         "CHROMASYNC_TABLE": {"Ref": "TableName"},
         "CHROMASYNC_QUEUE_PREFIX": {"Ref": "QueuePrefix"},
         "CHROMASYNC_COLLECTIONS": {"Fn::Sub": "${LinesCollection},${WordsCollection}"},
-        "CHROMASYNC_SINKS": STACK_SINKS,
+        "CHROMASYNC_SINKS": {"Ref": "Sinks"},
         "CHROMASYNC_FIFO": "false",
         "CHROMASYNC_MAX_CHANGES_PER_TASK": {"Ref": "MaxChangesPerTask"},
     }
@@ -346,3 +349,46 @@ def test_outputs_name_every_queue_table_and_bucket(template: dict[str, Any]) -> 
     } - {"SourceTable"}
     # The source table may be an existing one: its output is the parameter (and the stream).
     assert named | {"TableName", "DeltaBucket"} <= referenced
+
+
+# --- the dashboard, optional ------------------------------------------------------
+
+
+def test_the_sinks_parameter_turns_the_dashboard_on_and_off(template: dict[str, Any]) -> None:
+    """``Sinks`` is the stack's CHROMASYNC_SINKS; the dashboard's resources and outputs
+    exist only when it names the dashboard, and each value is one the code accepts."""
+    parameter = template["Parameters"]["Sinks"]
+    assert parameter["Default"] == STACK_SINKS
+    for value in parameter["AllowedValues"]:
+        assert ",".join(Settings.from_env({"CHROMASYNC_SINKS": value}).sinks) == value
+    assert template["Conditions"]["WithDashboard"] == {
+        "Fn::Equals": [{"Ref": "Sinks"}, "chroma,dashboard"]
+    }
+    conditional = {
+        name
+        for name, resource in template["Resources"].items()
+        if resource.get("Condition") == "WithDashboard"
+    }
+    assert conditional == DASHBOARD_RESOURCES
+    outputs = template["Outputs"]
+    dashboard_outputs = {n for n, o in outputs.items() if o.get("Condition") == "WithDashboard"}
+    assert dashboard_outputs == {
+        "DashboardQueueUrl",
+        "DashboardDeadLetterQueueUrl",
+        "DashboardTableName",
+    }
+    # No output outside the condition names a dashboard resource unconditionally.
+    unconditional = json.dumps(
+        [o for n, o in outputs.items() if n not in dashboard_outputs and n != "Environment"]
+    )
+    assert not any(name in unconditional for name in DASHBOARD_RESOURCES)
+    (common, dashboard) = outputs["Environment"]["Value"]["Fn::Join"][1]
+    assert "CHROMASYNC_SINKS=${Sinks}" in json.dumps(common)
+    assert "Dashboard" not in json.dumps(common)
+    assert dashboard == {
+        "Fn::If": [
+            "WithDashboard",
+            {"Fn::Sub": " CHROMASYNC_DASHBOARD_TABLE=${DashboardTableResource}"},
+            "",
+        ]
+    }

@@ -80,9 +80,9 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"
 CODE_BUCKET = "chromasync-code"
 CODE_KEY = "chromasync-producer-test.zip"
-#: The stack's parameters, each away from its default but for the two that decide
-#: conditions (SourceStreamArn, ComputeServicePrincipal): a second stack takes their
-#: other side (test_an_existing_tables_stream_and_roles_for_ec2).
+#: The stack's parameters, each away from its default but for the three that decide
+#: conditions (SourceStreamArn, ComputeServicePrincipal, Sinks): a second stack takes
+#: their other side (test_an_existing_tables_stream_and_roles_for_ec2).
 PARAMETERS = {
     "TableName": "cfn-receipts",
     "StartingPosition": "LATEST",
@@ -293,6 +293,11 @@ def test_dashboard_table_has_its_schema_and_ttl(deployment: Deployment) -> None:
         sorted(DASHBOARD_TABLE_SCHEMA["AttributeDefinitions"], key=lambda a: a["AttributeName"]),
         DASHBOARD_TABLE_SCHEMA["BillingMode"],
     )
+    # The index a repair Queries (the worker's policy grants Query on it alone).
+    assert [
+        {k: index[k] for k in ("IndexName", "KeySchema", "Projection")}
+        for index in table["GlobalSecondaryIndexes"]
+    ] == DASHBOARD_TABLE_SCHEMA["GlobalSecondaryIndexes"]
     assert "StreamSpecification" not in table
     ttl = dynamodb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
     if ttl["TimeToLiveStatus"] == "DISABLED":
@@ -439,8 +444,9 @@ def test_operator_policy_is_deploy_iam_operator(deployment: Deployment) -> None:
 
 
 def test_an_existing_tables_stream_and_roles_for_ec2(deployment: Deployment) -> None:
-    """The other side of both conditions: a table made before (no table in the stack,
-    the mapping on the given stream) and EC2 instances (an instance profile per role)."""
+    """The other side of the conditions: a table made before (no table in the stack,
+    the mapping on the given stream), EC2 instances (an instance profile per role) and
+    Chroma alone (no dashboard table, queues or outputs; CHROMASYNC_SINKS=chroma)."""
     existing = "existing-receipts"
     dynamodb = deployment.client("dynamodb")
     stream_arn = ensure_table(Settings.from_env({"CHROMASYNC_TABLE": existing}), dynamodb)
@@ -454,6 +460,7 @@ def test_an_existing_tables_stream_and_roles_for_ec2(deployment: Deployment) -> 
         "LockTable": "existing-locks",
         "DashboardTable": "existing-dashboard",
         "SnapshotBucket": "existing-snapshots",
+        "Sinks": "chroma",
     }
     outputs = create_stack(deployment, "chromasync-existing", parameters)
     assert (outputs["SourceTableName"], outputs["SourceStreamArn"]) == (existing, stream_arn)
@@ -464,6 +471,18 @@ def test_an_existing_tables_stream_and_roles_for_ec2(deployment: Deployment) -> 
         s["LogicalResourceId"]: s["ResourceType"] for s in resources if s.get("LogicalResourceId")
     }
     assert "SourceTable" not in types
+    dashboard = {"DashboardTableResource", "DashboardQueue", "DashboardDeadLetterQueue"}
+    assert not dashboard & set(types)
+    assert not {name for name in outputs if name.startswith("Dashboard")}
+    environment = environment_output(outputs["Environment"])
+    assert environment["CHROMASYNC_SINKS"] == "chroma"
+    assert "CHROMASYNC_DASHBOARD_TABLE" not in environment
+    assert (
+        not deployment.client("sqs")
+        .list_queues(QueueNamePrefix="existing-dashboard")
+        .get("QueueUrls")
+    )
+    assert "existing-dashboard" not in deployment.client("dynamodb").list_tables()["TableNames"]
     profiles = {types["PollerInstanceProfile"], types["WorkerInstanceProfile"]}
     assert profiles == {"AWS::IAM::InstanceProfile"}
     function = outputs["ProducerFunctionName"]
@@ -471,6 +490,10 @@ def test_an_existing_tables_stream_and_roles_for_ec2(deployment: Deployment) -> 
         "EventSourceMappings"
     ]
     assert mapping["EventSourceArn"] == stream_arn
+    variables = deployment.client("lambda").get_function(FunctionName=function)["Configuration"][
+        "Environment"
+    ]["Variables"]
+    assert variables["CHROMASYNC_SINKS"] == "chroma"
     iam = deployment.client("iam")
     for role in ("Poller", "Worker"):
         profile_name = outputs[f"{role}InstanceProfileArn"].rsplit("/", 1)[1]

@@ -20,6 +20,7 @@ from tasks.runtime import WorkerRuntime
 from tasks.sinks import sink_class
 from tasks.sinks.dashboard import DashboardSink, ProjectionError
 from tasks.sinks.dashboard.items import stored_seq
+from tasks.sinks.dashboard.table import TABLE_SCHEMA
 from tests.dashboard import DashboardSystem, dashboard_env, key_of, label_suffix, word_suffix
 
 
@@ -44,6 +45,7 @@ def test_a_receipt_insert_projects_the_receipt_and_its_labels(system: DashboardS
         f"DAY#2026-01-01#RECEIPT#{first.image_id}#00001",
     )
     assert item["merchant_name"] == "BLUE BOTTLE COFFEE" and item["day"] == "2026-01-01"
+    assert item["receipt"] == f"{first.image_id}#00001"  # the by_receipt index's key
     assert (item["line_count"], item["word_count"]) == (3, 6)
     assert (item["labels_valid"], item["labels_invalid"], item["labels_pending"]) == (1, 0, 2)
     assert "total" not in item and "expires_at" not in item
@@ -58,6 +60,7 @@ def test_a_receipt_insert_projects_the_receipt_and_its_labels(system: DashboardS
     ]
     one = labels[min(labels)]
     assert one["text"] == "w1.1" and one["validation_status"] == "VALID"
+    assert {label["receipt"] for label in labels.values()} == {f"{first.image_id}#00001"}
     assert one["merchant"] == "Blue Bottle Coffee" and one["word_id"] == 1
     assert system.of_kind("receipt", second) == {}  # only the receipt that moved
 
@@ -331,7 +334,30 @@ def test_the_probe_names_the_table_until_it_is_provisioned(
     assert ensure_sink_tables(settings, dynamodb)[0].detail == arn  # again: no error
     ttl = dynamodb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
     assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "expires_at")
+    (index,) = dynamodb.describe_table(TableName=table)["Table"]["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "by_receipt"
+    assert index["KeySchema"] == TABLE_SCHEMA["GlobalSecondaryIndexes"][0]["KeySchema"]
+    assert index["Projection"] == {"ProjectionType": "KEYS_ONLY"}
     call()
+
+
+def test_the_probe_names_the_index_a_table_made_before_it_lacks(
+    aws_env: dict[str, str], redis_client
+) -> None:
+    """A repair Queries ``by_receipt``: a worker refuses to start on a table without it."""
+    import boto3
+
+    settings = WorkerSettings.from_env(dashboard_env(aws_env))
+    dynamodb = boto3.client("dynamodb", **settings.shared.aws.client_kwargs())
+    table = f"{settings.shared.table}-dashboard"
+    older = {k: v for k, v in TABLE_SCHEMA.items() if k != "GlobalSecondaryIndexes"}
+    older["AttributeDefinitions"] = TABLE_SCHEMA["AttributeDefinitions"][:2]
+    dynamodb.create_table(TableName=table, **older)
+    ((_service, call),) = DashboardSink.probes(settings, "dashboard", dynamodb)
+    with pytest.raises(MissingResource) as missing:
+        call()
+    assert f"DynamoDB index '{table}/by_receipt' does not exist" in str(missing.value)
+    assert "update-table" in str(missing.value)
 
 
 def test_a_batch_through_the_runtime_under_a_redis_lease(

@@ -66,6 +66,7 @@ def test_tampered_deleted_and_extra_items_are_found_and_repaired(system: Dashboa
             "kind": {"S": "label"},
             "image_id": {"S": third.image_id},
             "receipt_id": {"N": "3"},
+            "receipt": {"S": f"{third.image_id}#00003"},  # as every item written is
         },
     )
 
@@ -92,6 +93,7 @@ def test_tampered_deleted_and_extra_items_are_found_and_repaired(system: Dashboa
         for m in system.of_kind("manifest").values()
     }
     assert all(c.sequence_number == manifest_seqs[c.receipt_key] for c in changes)
+    assert report.unrepairable() is None
     assert verify(system).clean
     assert system.dump() == before  # the very items the stream wrote, seq included
 
@@ -189,3 +191,36 @@ def test_a_lost_manifest_is_found_and_written_again(system: DashboardSystem) -> 
     assert batch.changes[0].sequence_number == str(int(item["seq"]))  # its items' seq
     apply_repairs(system, report)
     assert verify(system).clean
+
+
+def test_a_stray_is_found_through_the_index_not_by_scanning(system: DashboardSystem) -> None:
+    """The repair's Query of ``by_receipt`` lists the receipt's items and nothing else's."""
+    first, second, _ = system.receipts
+    expected = set(system.of_kind("receipt", first)) | set(system.of_kind("label", first))
+    assert system.sink.store.receipt_keys((first.image_id, first.receipt_id)) == expected
+    assert system.sink.store.receipt_keys((second.image_id, 9)) == set()
+
+
+def test_an_extra_item_the_index_cannot_list_is_said_to_be_unrepairable(
+    system: DashboardSystem,
+) -> None:
+    """An item of the receipt without ``receipt`` (before the index, or by hand) stays."""
+    first, _, _ = system.receipts
+    stray = ("LABEL#OLD#DAY#2026-01-01", f"RECEIPT#{first.image_id}#00001#LINE#00007#WORD#00007")
+    system.dynamodb.put_item(
+        TableName=system.dashboard_table,
+        Item={
+            "PK": {"S": stray[0]},
+            "SK": {"S": stray[1]},
+            "kind": {"S": "label"},
+            "image_id": {"S": first.image_id},
+            "receipt_id": {"N": "1"},
+        },
+    )
+    report = verify(system)
+    assert report.count("extra") == 1 and report.unindexed == [stray]
+    said = report.unrepairable() or ""
+    assert "1 extra items lack the 'receipt' attribute of index 'by_receipt'" in said
+    assert f"{stray[0]}|{stray[1]}" in said
+    apply_repairs(system, report)
+    assert not verify(system).clean  # as said: the repair cannot see it

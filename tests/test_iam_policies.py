@@ -16,7 +16,9 @@ work, through the same code paths as in production:
   progress; then a worker of the ``dashboard`` target (the deployment runs
   ``CHROMASYNC_SINKS=chroma,dashboard``) projects a receipt into the
   dashboard table and moves it when its merchant is renamed (a transaction
-  of Puts and a Delete, each authorised as its own action);
+  of Puts and a Delete, each authorised as its own action), then applies
+  the repair ``verify --sink dashboard --repair`` sends for an item no
+  manifest lists (found by a Query of the ``by_receipt`` index, never a Scan);
 * ``operator``: ``chromasync status``, ``dlq list|redrive|purge``,
   ``verify --repair``, ``verify --sink dashboard --repair``,
   ``snapshot publish|list|restore``.
@@ -398,12 +400,49 @@ def dashboard_merchants(d: Deployment, image_id: str) -> set[str]:
     }
 
 
+def dashboard_item_keys(d: Deployment, image_id: str) -> set[tuple[str, str]]:
+    """The keys of an image's items in the dashboard (admin, consistent)."""
+    items = d.client("dynamodb", d.admin).scan(TableName=d.dashboard_table, ConsistentRead=True)[
+        "Items"
+    ]
+    return {
+        (item["PK"]["S"], item["SK"]["S"])
+        for item in items
+        if item.get("image_id", {}).get("S") == image_id
+    }
+
+
+def plant_stray(d: Deployment, image_id: str, receipt_id: int) -> tuple[str, str]:
+    """A label item of the receipt that no manifest lists (admin): what a repair deletes.
+
+    It carries ``receipt`` as every item the sink writes does, so the
+    ``by_receipt`` index lists it under the receipt.
+    """
+    ref = f"{image_id}#{receipt_id:05d}"
+    key = ("LABEL#STRAY#DAY#2026-01-01", f"RECEIPT#{ref}#LINE#00009#WORD#00009")
+    d.client("dynamodb", d.admin).put_item(
+        TableName=d.dashboard_table,
+        Item={
+            "PK": {"S": key[0]},
+            "SK": {"S": key[1]},
+            "kind": {"S": "label"},
+            "image_id": {"S": image_id},
+            "receipt_id": {"N": str(receipt_id)},
+            "receipt": {"S": ref},
+        },
+    )
+    return key
+
+
 def dashboard_work(d: Deployment, creds: dict[str, str], tmp: Path) -> None:
-    """The dashboard target's worker: probe the table, read manifests, put, then move.
+    """The dashboard target's worker: probe the table, read manifests, put, move, repair.
 
     A receipt is projected (BatchGetItem of its manifest, Puts); its merchant is
     renamed, so the receipt item moves from one ``MERCHANT#`` partition to the
-    other (a Delete in the same transaction).
+    other (a Delete in the same transaction). Then an item of the receipt that
+    no manifest lists is planted and the operator's ``verify --sink dashboard
+    --repair`` (run by the harness) sends its repair: the worker finds the item
+    by a Query of the ``by_receipt`` index and deletes it.
     """
     receipt = demo_receipts(3, lines=2, words_per_line=1)[2]
     seed_table(table(d), [receipt])
@@ -444,6 +483,25 @@ def dashboard_work(d: Deployment, creds: dict[str, str], tmp: Path) -> None:
         worker.until(
             lambda: dashboard_merchants(d, receipt.image_id) == {f"MERCHANT#{after}"},
             "the receipt moved to its new merchant",
+        )
+        moved = dashboard_item_keys(d, receipt.image_id)
+        stray = plant_stray(d, receipt.image_id, receipt.receipt_id)
+        found = cli(
+            d,
+            d.admin,
+            "verify",
+            "--sink",
+            DASHBOARD,
+            "--image",
+            receipt.image_id,
+            "--repair",
+            expect=1,
+        )
+        if "1 extra" not in found.stdout:
+            raise WorkFailed(f"verify --sink dashboard did not find the stray:\n{found.stdout}")
+        worker.until(
+            lambda: dashboard_item_keys(d, receipt.image_id) == moved,
+            f"the repair to delete the stray {stray}",
         )
         queue = d.settings.sqs_queue_name(DASHBOARD)
         worker.until(lambda: queue_counts(d, queue) == (0, 0, 0), "every dashboard task acked")
@@ -590,6 +648,14 @@ def _scan_dashboard(d: Deployment, clients: Any) -> Any:
     return clients("dynamodb").scan(TableName=d.dashboard_table)
 
 
+def _query_dashboard(d: Deployment, clients: Any) -> Any:
+    return clients("dynamodb").query(
+        TableName=d.dashboard_table,
+        KeyConditionExpression="PK = :pk",
+        ExpressionAttributeValues={":pk": {"S": "MERCHANT#x"}},
+    )
+
+
 def _delete_dashboard(d: Deployment, clients: Any) -> Any:
     return clients("dynamodb").delete_table(TableName=d.dashboard_table)
 
@@ -614,7 +680,8 @@ def _lines(d: Deployment) -> str:
 #: Calls each role must not be able to make: nothing is created, the source table is
 #: not written (the worker: only the merge attributes, without reading the item back),
 #: no role writes a queue that is not its own; the dashboard table is written by the
-#: worker alone, which may neither scan it (it reads manifests by key) nor delete it.
+#: worker alone, which may neither scan it (it reads manifests by key, and a repair
+#: Queries the ``by_receipt`` index), query the table itself, nor delete it.
 FORBIDDEN: list[tuple[str, str, Callable[[Deployment, Any], Any]]] = [
     *[(role, "CreateQueue", _create_queue) for role in ROLES],
     *[(role, "CreateTable", _create_table) for role in ROLES],
@@ -630,6 +697,7 @@ FORBIDDEN: list[tuple[str, str, Callable[[Deployment, Any], Any]]] = [
     ),
     ("worker", "UpdateItem of another attribute", _update_source("SET merchant_name = :v")),
     ("worker", "Scan of the dashboard table", _scan_dashboard),
+    ("worker", "Query of the dashboard table (not its index)", _query_dashboard),
     ("worker", "DeleteTable of the dashboard table", _delete_dashboard),
     ("producer-lambda", "PutItem on the dashboard table", _write_dashboard),
     ("poller", "PutItem on the dashboard table", _write_dashboard),

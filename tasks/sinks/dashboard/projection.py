@@ -16,6 +16,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
 from chromasync.core.entities import SPECS_BY_TYPE, EntityType
+from tasks.sinks.dashboard.table import RECEIPT_ATTRIBUTE
 from tasks.sources import ReceiptKey, ReceiptState
 
 #: A dashboard item's key: ``(PK, SK)``.
@@ -182,7 +183,8 @@ def project(state: ReceiptState, ttl_days: int = 0) -> Projection:
     iso_day = day.isoformat()
     expires_at = expiry(day, ttl_days)
     ref = receipt_ref(key)
-    shared: dict[str, Any] = {"image_id": key[0], "receipt_id": key[1]}
+    # ``receipt`` keys the by_receipt index, which a repair Queries for strays.
+    shared: dict[str, Any] = {"image_id": key[0], "receipt_id": key[1], RECEIPT_ATTRIBUTE: ref}
     if expires_at is not None:
         shared["expires_at"] = expires_at
     labels = dict(sorted(state.of(_LABEL).items()))

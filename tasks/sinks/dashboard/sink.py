@@ -22,7 +22,7 @@ from tasks.sinks.backend import (
     no_journal,
 )
 from tasks.sinks.dashboard.items import Manifest, stored_seq
-from tasks.sinks.dashboard.projection import Key, ProjectionError, project
+from tasks.sinks.dashboard.projection import Key, ProjectionError, manifest_key, project
 from tasks.sinks.dashboard.settings import DashboardSettings
 from tasks.sinks.dashboard.store import DashboardStore
 from tasks.sinks.dashboard.table import TABLE_SCHEMA, TTL_ATTRIBUTE, probe
@@ -30,7 +30,6 @@ from tasks.sinks.dashboard.verify import (
     REPAIR_EVENT_PREFIX,
     DashboardVerification,
     compare,
-    receipt_of,
 )
 from tasks.sources import WHOLE_RECEIPT, ReceiptKey, TableReader
 
@@ -75,7 +74,7 @@ class DashboardSink(Sink):
 
     @classmethod
     def tables(cls, settings: WorkerSettings) -> list[SinkTable]:
-        """The dashboard table (PK/SK, on demand) with TTL on ``expires_at``.
+        """The dashboard table (PK/SK, on demand, index ``by_receipt``), TTL on ``expires_at``.
 
         TTL is turned on whatever ``CHROMASYNC_DASHBOARD_TTL_DAYS`` says: items
         without ``expires_at`` never expire, so setting the variable later needs
@@ -121,18 +120,15 @@ class DashboardSink(Sink):
     def _strays(self, receipts: list[ReceiptKey]) -> dict[ReceiptKey, set[Key]]:
         """Every item of the receipts a repair is for, whether a manifest lists it or not.
 
-        A repair is rare and follows a verify that scanned the table anyway; a
-        normal write trusts the manifest and never scans.
+        One Query per receipt of the ``by_receipt`` index (the worker may not Scan
+        the table). The index is eventually consistent, which suits a repair: it
+        follows a verify that saw the strays, long enough ago for the index to
+        list them. A normal write trusts the manifest and reads no index.
         """
-        if not receipts:
-            return {}
-        wanted = set(receipts)
-        found: dict[ReceiptKey, set[Key]] = {}
-        for item in self.store.scan(sorted({image for image, _ in receipts})):
-            receipt = receipt_of(item)
-            if receipt in wanted and item.get("kind") != "manifest":
-                found.setdefault(receipt, set()).add((str(item["PK"]), str(item["SK"])))
-        return found
+        return {
+            receipt: self.store.receipt_keys(receipt) - {manifest_key(receipt)}
+            for receipt in receipts
+        }
 
     def verify(
         self, targets: Sequence[str], image_id: str | None = None, receipt_id: int | None = None

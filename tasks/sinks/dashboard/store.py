@@ -20,7 +20,8 @@ from typing import Any, Final
 from chromasync.core.resources import error_code
 from tasks.sinks.backend import LeaseCheck, WriteJournal, WriteResult
 from tasks.sinks.dashboard.items import Manifest, decode, encode, manifest_item, parse_manifest
-from tasks.sinks.dashboard.projection import Key, Projection, manifest_key
+from tasks.sinks.dashboard.projection import Key, Projection, manifest_key, receipt_ref
+from tasks.sinks.dashboard.table import RECEIPT_ATTRIBUTE, RECEIPT_INDEX
 from tasks.sources import BATCH_GET_KEYS, UNPROCESSED_BACKOFF, ReceiptKey
 
 #: Actions per TransactWriteItems call (the API's maximum).
@@ -127,6 +128,30 @@ class DashboardStore:
             last = page.get("LastEvaluatedKey")
             if not last:
                 return
+            kwargs["ExclusiveStartKey"] = last
+
+    def receipt_keys(self, receipt: ReceiptKey) -> set[Key]:
+        """The keys of every item of ``receipt`` in the ``by_receipt`` index (one paged Query).
+
+        A global index is eventually consistent (no ``ConsistentRead``): an item
+        written a moment ago may not be listed yet, one deleted a moment ago may
+        still be. Good enough for what it serves, a repair of items a verify saw
+        earlier; deleting a key that is already gone is harmless.
+        """
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": RECEIPT_INDEX,
+            "KeyConditionExpression": "#r = :r",
+            "ExpressionAttributeNames": {"#r": RECEIPT_ATTRIBUTE},
+            "ExpressionAttributeValues": {":r": {"S": receipt_ref(receipt)}},
+        }
+        found: set[Key] = set()
+        while True:
+            page = self.client.query(**kwargs)
+            found.update((raw["PK"]["S"], raw["SK"]["S"]) for raw in page.get("Items", []))
+            last = page.get("LastEvaluatedKey")
+            if not last:
+                return found
             kwargs["ExclusiveStartKey"] = last
 
     def write(

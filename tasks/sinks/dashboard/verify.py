@@ -6,7 +6,10 @@ change per drifted receipt, sent through the normal path, at the highest
 sequence number the receipt's items and manifest hold (so the writes'
 conditions pass): the worker then writes the receipt's current state and
 deletes every item of it that the projection does not have (it looks for
-strays, items no manifest lists, when applying a repair).
+strays, items no manifest lists, in the ``by_receipt`` index when applying a
+repair). An extra item without the index's ``receipt`` attribute (written
+before the index existed, or by hand) is out of a repair's sight: verify says
+so (:meth:`DashboardVerification.unrepairable`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from tasks.sinks.dashboard.projection import (
     project,
     receipt_ref,
 )
+from tasks.sinks.dashboard.table import RECEIPT_ATTRIBUTE, RECEIPT_INDEX
 from tasks.sources import ReceiptKey, ReceiptState
 
 #: Event ids of repairs start so: the sink then also deletes items no manifest lists.
@@ -74,6 +78,9 @@ class DashboardVerification(Verification):
     found: list[Drift] = field(default_factory=list)
     #: Per drifted receipt: the repair's entity, event and sequence number.
     to_repair: dict[ReceiptKey, tuple[str, str, str]] = field(default_factory=dict)
+    #: Extra items of a receipt the ``by_receipt`` index does not list under it
+    #: (no or another ``receipt`` attribute): its repair cannot find them.
+    unindexed: list[Key] = field(default_factory=list)
 
     @property
     def drift(self) -> Sequence[Drift]:
@@ -116,13 +123,20 @@ class DashboardVerification(Verification):
         ]
 
     def unrepairable(self) -> str | None:
+        said: list[str] = []
         bad = [d for d in self.found if d.kind == "bad"]
-        if not bad:
-            return None
-        return (
-            f"{len(bad)} receipts cannot be projected until their items in the table are "
-            f"fixed, e.g. {bad[0].detail}"
-        )
+        if bad:
+            said.append(
+                f"{len(bad)} receipts cannot be projected until their items in the table are "
+                f"fixed, e.g. {bad[0].detail}"
+            )
+        if self.unindexed:
+            said.append(
+                f"{len(self.unindexed)} extra items lack the {RECEIPT_ATTRIBUTE!r} attribute "
+                f"of index {RECEIPT_INDEX!r}, so a repair cannot find them; delete them by "
+                f"hand, e.g. {item_id(self.unindexed[0])}"
+            )
+        return "; ".join(said) or None
 
 
 def _repair_seq(manifest: dict[str, Any] | None, held: dict[Key, dict[str, Any]]) -> str:
@@ -166,6 +180,7 @@ def compare(
         drifts = _item_drift(target, expected, held)
         manifest = manifests.get(receipt)
         listed = parse_manifest(manifest).keys if manifest is not None else frozenset()
+        report.unindexed.extend(_unindexed(receipt, held, set(expected) | listed))
         # Reported only when the items agree: otherwise it is out of date with them.
         if not drifts and (manifest is not None or expected) and listed != set(expected):
             detail = f"lists {len(listed)} items, the projection has {len(expected)}"
@@ -183,6 +198,9 @@ def compare(
             detail = "receipt not in the table" if receipt else "not an item of any receipt"
             report.found.append(Drift(target, item_id(key), "extra", (), detail))
         if receipt is not None:
+            manifest = manifests.get(receipt)
+            listed = parse_manifest(manifest).keys if manifest is not None else frozenset()
+            report.unindexed.extend(_unindexed(receipt, held, set(listed)))
             report.to_repair[receipt] = (
                 EntityType.RECEIPT,
                 "REMOVE",
@@ -197,6 +215,22 @@ def compare(
             report.found.append(Drift(target, where, "manifest", (), detail))
             report.to_repair[receipt] = (EntityType.RECEIPT, "REMOVE", _repair_seq(manifest, {}))
     return report
+
+
+def _unindexed(
+    receipt: ReceiptKey, held: dict[Key, dict[str, Any]], kept_or_listed: set[Key]
+) -> list[Key]:
+    """The extra items of ``receipt`` that neither its manifest nor the index lists.
+
+    A repair deletes the extra items the manifest lists and those the
+    ``by_receipt`` index lists under the receipt: an item in neither stays,
+    whatever the worker does. ``kept_or_listed``: the projection's keys and the
+    manifest's.
+    """
+    ref = receipt_ref(receipt)
+    return [
+        key for key in sorted(set(held) - kept_or_listed) if held[key].get(RECEIPT_ATTRIBUTE) != ref
+    ]
 
 
 def _item_drift(
