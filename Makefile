@@ -18,7 +18,7 @@ LOCK_FLAGS ?=
 LOCK_COMPILE = $(LOCK_TOOLS)/bin/uv pip compile --quiet --python-version 3.11 --generate-hashes \
 	--custom-compile-command "make lock" $(LOCK_FLAGS)
 
-.PHONY: run test test-fast lint check-compose services clean lambda-zip lock cfn
+.PHONY: run test test-fast lint check-compose services tools clean lambda-zip lock cfn
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("chromasync needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -33,13 +33,20 @@ run: $(STAMP)
 
 ## test: start what the tests need (redis-server on 127.0.0.1:6379), run every suite,
 ## then name the 15 slowest tests
-test: $(STAMP) services
+test: $(STAMP) services tools
 	$(BIN)/python -m pytest --durations=15
 
 ## test-fast: the pure and single-service tests, in-process, stores on their memory
 ## backend (under a minute); no whole system, workers, CLI processes, builds or linters
 test-fast: $(STAMP) services
 	$(BIN)/python -m pytest -m "$(FAST_LANE)"
+
+## tools: dynalite (npm), the table stand-in of benchmarks/table_standin.py, when npm is
+## here; without it the tests of the stand-in are skipped (they never reach a registry)
+tools:
+	@if command -v npm >/dev/null 2>&1; then \
+		$(BIN)/python -c 'import benchmarks.table_standin as t; t.install()' >/dev/null; \
+	else echo "npm not found: the dynalite stand-in's tests will be skipped" >&2; fi
 
 ## services: make sure redis-server answers on 127.0.0.1:6379 (moto is started by the tests)
 services:
