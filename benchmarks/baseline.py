@@ -59,7 +59,8 @@ class BaselineRuntime:
             settings,
             lock_backend_from_url(settings.lock_url, settings.shared.aws),
             chroma_target_from_settings(settings),
-            boto3.client("dynamodb", **settings.shared.aws.client_kwargs()),
+            # The same table as chromasync's worker reads (CHROMASYNC_TABLE_ENDPOINT_URL).
+            boto3.client("dynamodb", **settings.shared.aws.table_client_kwargs()),
             AuditLog(settings.audit_log),
         )
 

@@ -136,7 +136,15 @@ def queue_probes(sqs: Any, names: Sequence[str]) -> list[Probe]:
 
 
 def _source_table(settings: WorkerSettings, dynamodb: Any) -> None:
+    """A GetItem of a key no item has, where the worker will read the table: at
+    ``CHROMASYNC_TABLE_ENDPOINT_URL`` when it is set (a client of its own), else
+    with the other services (``dynamodb``)."""
     table = settings.shared.table
+    if settings.shared.aws.table_endpoint_url is not None:
+        import boto3
+
+        aws = settings.shared.aws
+        dynamodb = boto3.client("dynamodb", config=_aws_config(), **aws.table_client_kwargs())
     with naming_missing_table(dynamodb, table):
         dynamodb.get_item(TableName=table, Key={"PK": {"S": PROBE_KEY}, "SK": {"S": PROBE_KEY}})
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlparse
 
 from chromasync.core.entities import REGISTRY, CollectionRole
@@ -130,6 +130,13 @@ class AwsSettings:
     access_key_id: str | None
     secret_access_key: str | None
     session_token: str | None = None
+    #: Where the *source table* is (``CHROMASYNC_TABLE_ENDPOINT_URL``), when it is not
+    #: where the other services are: the worker's and the operator's reads of it, the
+    #: delta merger's status writes and the worker's probe of it go there; the stream,
+    #: SQS, S3 and the lock, checkpoint and dashboard tables stay at ``endpoint_url``.
+    #: None: the table is with everything else. Why: a DynamoDB stand-in that serves
+    #: reads in parallel (dynalite, ``benchmarks.parallel_table``) has no streams.
+    table_endpoint_url: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AwsSettings:
@@ -151,6 +158,9 @@ class AwsSettings:
             access_key_id=key,
             secret_access_key=secret,
             session_token=(env.get("AWS_SESSION_TOKEN", "").strip() or None) if key else None,
+            table_endpoint_url=env_url(
+                env, "CHROMASYNC_TABLE_ENDPOINT_URL", None, {"http", "https"}
+            ),
         )
 
     def client_kwargs(self) -> dict[str, str]:
@@ -163,6 +173,30 @@ class AwsSettings:
         if self.endpoint_url:
             kwargs["endpoint_url"] = self.endpoint_url
         return kwargs
+
+    def for_table(self) -> AwsSettings:
+        """These settings as the source table's clients need them: pointed at
+        :attr:`table_endpoint_url` when it is set (local credentials there when the
+        environment names none, as for any local endpoint), else unchanged.
+
+        For code that takes an :class:`AwsSettings` and builds its own client
+        (:class:`tasks.sources.TableReader`)."""
+        if self.table_endpoint_url is None:
+            return self
+        key, secret, token = self.access_key_id, self.secret_access_key, self.session_token
+        if key is None:
+            key = secret = LOCAL_CREDENTIALS
+        return replace(
+            self,
+            endpoint_url=self.table_endpoint_url,
+            access_key_id=key,
+            secret_access_key=secret,
+            session_token=token,
+        )
+
+    def table_client_kwargs(self) -> dict[str, str]:
+        """boto3 client arguments for the source table (:meth:`for_table`)."""
+        return self.for_table().client_kwargs()
 
 
 @dataclass(frozen=True)

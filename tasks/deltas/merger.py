@@ -94,7 +94,10 @@ class S3DeltaMerger:
         if client is None:
             import boto3
 
-            client = self._clients[service] = boto3.client(service, **self.aws.client_kwargs())
+            # The run's status is marked on its item, in the source table, which may be
+            # elsewhere than S3 (CHROMASYNC_TABLE_ENDPOINT_URL).
+            aws = self.aws.for_table() if service == "dynamodb" else self.aws
+            client = self._clients[service] = boto3.client(service, **aws.client_kwargs())
         return client
 
     def __call__(

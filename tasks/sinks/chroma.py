@@ -79,7 +79,8 @@ class ChromaSink(Sink):
         shared = settings.shared
         self.settings = settings
         self.target = target or chroma_target_from_settings(settings)
-        self.reader = reader or TableReader(shared.aws, shared.table)
+        # The source table may be elsewhere than the other services (a stand-in).
+        self.reader = reader or TableReader(shared.aws.for_table(), shared.table)
         self.writer = ChromaWriter(self.target, settings.write_chunk)
         self.merge_delta = merge_delta or S3DeltaMerger.from_settings(
             settings, max_batch_size=self.target.max_batch_size

@@ -54,7 +54,12 @@ class DashboardSink(Sink):
         self.settings = DashboardSettings.from_settings(settings)
         aws = settings.shared.aws
         self.client = client or boto3.client("dynamodb", **aws.client_kwargs())
-        self.reader = reader or TableReader(aws, self.settings.source_table, self.client)
+        # The dashboard table stays with the other services; the source table may be
+        # elsewhere (CHROMASYNC_TABLE_ENDPOINT_URL), and then needs a client of its own.
+        table_client = self.client if aws.table_endpoint_url is None else None
+        self.reader = reader or TableReader(
+            aws.for_table(), self.settings.source_table, table_client
+        )
         self.store = DashboardStore(self.client, self.settings.table)
 
     @classmethod
