@@ -114,10 +114,12 @@ class ReceiptState:
 
 class TableReader:
     def __init__(self, aws: AwsSettings, table: str, client: Any | None = None) -> None:
-        import boto3
+        """Without ``client``, one whose answers skip botocore's shape walk
+        (:func:`tasks.dynamo_reads.read_client`)."""
+        from tasks.dynamo_reads import read_client
 
         self.table = table
-        self.client = client or boto3.client("dynamodb", **aws.client_kwargs())
+        self.client = client or read_client(aws)
 
     def _query(self, image_id: str, prefix: str, labels_only: bool = False) -> list[dict[str, Any]]:
         """Every item of the image's partition whose sort key starts with ``prefix``.
