@@ -150,12 +150,53 @@ def write_recorded(stack: ParallelTableStack, ops: list[TableOp], where: str) ->
     return records
 
 
+#: Messages of a queue not yet deleted: waiting, received (in flight) and delayed (retries).
+QUEUE_COUNTS = (
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesNotVisible",
+    "ApproximateNumberOfMessagesDelayed",
+)
+#: Seconds between two looks at the queues while a workload drains.
+DRAIN_POLL = 0.2
+
+
+def wait_drained(
+    stack: ParallelTableStack, queues: Sequence[str], ops: list[TableOp], timeout: float
+) -> float:
+    """Wait until the workers' queues hold nothing, then until every op is visible in
+    Chroma; returns the wall-clock time it was all seen.
+
+    Why not :meth:`BenchStack.wait_visible` alone: it reads every pending embedding
+    from Chroma every 0.25 s, in this process, and on 4,000 changes that took
+    0.44 of a core (first full run, 2026-12-05) from a 2-core machine the pipeline
+    needs. Counting the queues costs moto a GetQueueAttributes per queue. The end of
+    the measurement comes from the audit log either way, so looking later only moves
+    the moment the run stops, not the figure.
+    """
+    sqs = stack.boto("sqs")
+    urls = [sqs.get_queue_url(QueueName=name)["QueueUrl"] for name in queues]
+    deadline = time.monotonic() + timeout
+    while True:
+        stack.assembly.check_workers()
+        left = 0
+        for url in urls:
+            got = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=list(QUEUE_COUNTS))
+            left += sum(int(got["Attributes"].get(name, 0)) for name in QUEUE_COUNTS)
+        if not left:
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{left} messages still queued after {timeout}s")
+        time.sleep(DRAIN_POLL)
+    return stack.wait_visible(ops, max(1.0, deadline - time.monotonic()))
+
+
 def run_fed(
     stack: ParallelTableStack,
     name: str,
     ops: list[TableOp],
     where: str,
     feed: Callable[[list[Any]], int],
+    queues: Sequence[str],
     design: str = "chromasync",
     timeout: float = 300.0,
 ) -> ThroughputResult:
@@ -163,6 +204,7 @@ def run_fed(
 
     As :func:`benchmarks.throughput.run_workload`, with the producer fed here instead of
     a poller process: the clock starts just before the first batch is handed over.
+    ``queues``: the SQS queues the workers consume (:func:`wait_drained`).
     """
     began_write = time.perf_counter()
     records = write_recorded(stack, ops, where)
@@ -172,7 +214,7 @@ def run_fed(
     started_at, began = time.time(), time.monotonic()
     feed(records)
     fed_seconds = time.monotonic() - began
-    seen_at = stack.wait_visible(ops, timeout)
+    seen_at = wait_drained(stack, queues, ops, timeout)
     spent = meter.stop()
     wall = time.monotonic() - began
     writes = [w for w in stack.audit_writes(offset) if w["end"] <= seen_at]
@@ -220,15 +262,19 @@ def run_table(
     builder = phases.builder
     stack.start_workers(extra_env=stack.worker_env(where))
     say(f"[{where}] chromasync workers ready")
+    settings = stack.settings
+    queues = [settings.sqs_queue_name(c) for c in settings.collections]
     try:
         single = builder.single(profile.single_ops, f"s{where[0]}")
-        result = run_fed(stack, "single", single, where, feed_lambda, timeout=profile.timeout)
+        result = run_fed(
+            stack, "single", single, where, feed_lambda, queues, timeout=profile.timeout
+        )
         sections["chromasync_single"] = result.to_json()
         say(f"[{where}] chromasync single-embedding: {result.changes_per_second:,.1f} changes/s")
         merges = [builder.merge(*staged) for staged in phases.staged[where]]
         mix = builder.mix(profile.mix_receipts, edition=TABLES.index(where) + 1,
                           tag=f"m{where[0]}", merges=merges)  # fmt: skip
-        result = run_fed(stack, "mix", mix, where, feed_lambda, timeout=profile.timeout)
+        result = run_fed(stack, "mix", mix, where, feed_lambda, queues, timeout=profile.timeout)
         sections["chromasync_mix"] = result.to_json()
         say(f"[{where}] chromasync realistic mix: {result.embeddings_per_second:,.0f} embeddings/s")
     finally:
@@ -239,9 +285,9 @@ def run_table(
 
     queues_settings = per_message_queues(stack.settings)
     ensure_queues(queues_settings)
-    queues = dict(zip(stack.settings.collections, queues_settings.collections, strict=True))
+    pm_queues = dict(zip(stack.settings.collections, queues_settings.collections, strict=True))
     env = {**PER_MESSAGE_ENV, **stack.worker_env(where)}
-    stack.start_workers(app="benchmarks.baseline", queues=queues, extra_env=env)
+    stack.start_workers(app="benchmarks.baseline", queues=pm_queues, extra_env=env)
     say(f"[{where}] per-message workers ready")
     try:
         processor = PerMessageProcessor(stack.settings, queues_settings, Publisher(stack.settings))
@@ -252,6 +298,7 @@ def run_table(
             ops,
             where,
             lambda records: feed_processor(processor, records),
+            [queues_settings.sqs_queue_name(c) for c in queues_settings.collections],
             design="per-message",
             timeout=profile.timeout,
         )
@@ -282,6 +329,7 @@ def run(
     redis_url: str,
     tables: Sequence[str] = TABLES,
     echo: Echo = print,
+    command: str | None = None,
 ) -> dict[str, Any]:
     """Every section on one stack; the report as JSON-ready dicts."""
     import shutil
@@ -292,7 +340,7 @@ def run(
         echo(f"[{time.monotonic() - started:6.1f}s] {text}")
 
     shutil.rmtree(workdir, ignore_errors=True)
-    report: dict[str, Any] = {"profile": profile.name, "command": command_line()}
+    report: dict[str, Any] = {"profile": profile.name, "command": command or command_line()}
     report["machine"] = {**machine(), "dynalite": DYNALITE_VERSION}
     stack = ParallelTableStack.start_with(workdir, redis_url)
     try:
@@ -396,7 +444,8 @@ def command_line() -> str:
     return "python -m benchmarks.parallel_table " + " ".join(sys.argv[1:])
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, command: str | None = None) -> int:
+    """``command``: the command line the report names (``chromasync bench --table ...``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--quick", action="store_true", help="chromasync bench's quick profile")
@@ -410,7 +459,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     profile = PROFILES["smoke" if args.smoke else "quick" if args.quick else "full"]
     tables = ("dynalite",) if args.no_moto else TABLES
-    report = run(profile, args.workdir.resolve(), args.redis_url, tables)
+    echo = lambda line: print(line, flush=True)  # noqa: E731 - progress as it happens
+    report = run(profile, args.workdir.resolve(), args.redis_url, tables, echo, command)
     print(format_report(report))
     path = args.json or args.workdir / f"parallel-table-{profile.name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
