@@ -34,7 +34,6 @@ import json
 import os
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +47,7 @@ from benchmarks.stack import BenchStack
 from benchmarks.stream_feed import RecordingWriter, feed_lambda, feed_processor
 from benchmarks.table_probe import create_table
 from benchmarks.table_standin import DYNALITE_VERSION, DynaliteServer
-from benchmarks.throughput import ThroughputResult
+from benchmarks.throughput import ThroughputResult, audited_result
 from benchmarks.workload import TableOp, WorkloadBuilder, bench_receipts, embeddings_of
 from chromasync.seed import seed_table, table_items
 
@@ -217,28 +216,20 @@ def run_fed(
     seen_at = wait_drained(stack, queues, ops, timeout)
     spent = meter.stop()
     wall = time.monotonic() - began
-    writes = [w for w in stack.audit_writes(offset) if w["end"] <= seen_at]
-    if not writes:
-        raise RuntimeError(f"{name}: visible without a single Chroma write (nothing measured)")
-    return ThroughputResult(
-        name=f"{name} ({where})",
-        design=design,
-        changes=len(ops),
-        kinds=dict(Counter(op.kind for op in ops)),
-        embeddings_asked=sum(op.embeddings for op in ops),
-        embeddings_written=sum(int(w["count"]) for w in writes),
-        write_calls=len(writes),
-        table_write_seconds=table_seconds,
-        seconds=max(w["end"] for w in writes) - started_at,
-        chroma_seconds=sum(w["end"] - w["start"] for w in writes),
+    return audited_result(
+        f"{name} ({where})",
+        design,
+        ops,
+        writes=[w for w in stack.audit_writes(offset) if w["end"] <= seen_at],
+        table_seconds=table_seconds,
+        started_at=started_at,
+        spent=spent,
+        wall=wall,
         extra={
             "table": where,
             "records": len(records),
             "producer_seconds": round(fed_seconds, 3),
-            "write_kinds": dict(Counter(w["kind"] for w in writes)),
-            "cpu_busy": {k: round(v / wall, 3) for k, v in spent.items()},
         },
-        cpu_seconds=spent,
     )
 
 

@@ -33,24 +33,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chromasync.core.keys import image_pk, receipt_sk, word_sk
+from chromasync.core.keys import PK_SK_KEYS, image_pk, receipt_sk, word_sk
 from chromasync.local import LocalServer, MotoServer, free_port
 from chromasync.processes import spawn
 from chromasync.seed import ReceiptSpec, demo_receipts, seed_table
 
 TABLE = "probe-source"
 #: What the key schema of the source table is (the worker's items: PK, SK strings).
-SCHEMA: dict[str, Any] = {
-    "KeySchema": [
-        {"AttributeName": "PK", "KeyType": "HASH"},
-        {"AttributeName": "SK", "KeyType": "RANGE"},
-    ],
-    "AttributeDefinitions": [
-        {"AttributeName": "PK", "AttributeType": "S"},
-        {"AttributeName": "SK", "AttributeType": "S"},
-    ],
-    "BillingMode": "PAY_PER_REQUEST",
-}
+SCHEMA: dict[str, Any] = {**PK_SK_KEYS, "BillingMode": "PAY_PER_REQUEST"}
 CREDENTIALS = {
     "region_name": "us-east-1",
     "aws_access_key_id": "testing",

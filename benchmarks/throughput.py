@@ -97,10 +97,34 @@ def run_workload(
         wall = time.monotonic() - began
     finally:
         poller.stop()
-    writes = [w for w in stack.audit_writes(offset) if w["end"] <= seen_at]
+    return audited_result(
+        name,
+        design,
+        ops,
+        writes=[w for w in stack.audit_writes(offset) if w["end"] <= seen_at],
+        table_seconds=table_seconds,
+        started_at=poller.started_at,
+        spent=spent,
+        wall=wall,
+    )
+
+
+def audited_result(
+    name: str,
+    design: str,
+    ops: list[TableOp],
+    *,
+    writes: list[dict[str, Any]],
+    table_seconds: float,
+    started_at: float,
+    spent: dict[str, float],
+    wall: float,
+    extra: dict[str, Any] | None = None,
+) -> ThroughputResult:
+    """A workload's result from the workers' audit log: ``writes`` are the Chroma writes
+    that made it visible, timed from ``started_at`` (wall clock) to the last one's end."""
     if not writes:
         raise RuntimeError(f"{name}: visible without a single Chroma write (nothing measured)")
-    last = max(w["end"] for w in writes)
     return ThroughputResult(
         name=name,
         design=design,
@@ -110,9 +134,10 @@ def run_workload(
         embeddings_written=sum(int(w["count"]) for w in writes),
         write_calls=len(writes),
         table_write_seconds=table_seconds,
-        seconds=last - poller.started_at,
+        seconds=max(w["end"] for w in writes) - started_at,
         chroma_seconds=sum(w["end"] - w["start"] for w in writes),
         extra={
+            **(extra or {}),
             "write_kinds": dict(Counter(w["kind"] for w in writes)),
             # Cores each process kept busy while the workload drained (1.0 = one core).
             "cpu_busy": {k: round(v / wall, 3) for k, v in spent.items()},

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from chromasync.core.config import AwsSettings, Settings
+from chromasync.core.keys import PK_SK_KEYS
 
 if TYPE_CHECKING:
     from tasks.config import WorkerSettings
@@ -44,14 +45,7 @@ MAX_MESSAGE_BYTES = 262_144
 #: ``CreateTable`` arguments of the source table (``--table``): PK/SK strings, a
 #: ``NEW_AND_OLD_IMAGES`` stream (the producer needs both images to see what changed).
 SOURCE_TABLE_SCHEMA: dict[str, Any] = {
-    "KeySchema": [
-        {"AttributeName": "PK", "KeyType": "HASH"},
-        {"AttributeName": "SK", "KeyType": "RANGE"},
-    ],
-    "AttributeDefinitions": [
-        {"AttributeName": "PK", "AttributeType": "S"},
-        {"AttributeName": "SK", "AttributeType": "S"},
-    ],
+    **PK_SK_KEYS,
     "BillingMode": "PAY_PER_REQUEST",
     "StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
 }

@@ -10,14 +10,11 @@ repairs it with a change of the new entity; the item's REMOVE clears the note.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 from chromasync.core.entities import recognise
-from tests.toy import tree_with_entry
+from tests.toy import run_in_tree, tree_with_entry
 
 #: The whole addition: one entry, written as a developer would.
 TOY_ENTRY = """    EntitySpec(
@@ -42,17 +39,7 @@ def test_a_toy_entity_added_in_one_entry_is_routed_applied_and_verified(
     # Not ours before the entry: the item would be ignored (this test's control).
     assert recognise("IMAGE#x", "RECEIPT#00001#NOTE") is None
     tree = _tree_with_toy(tmp_path)
-    env = {**stack_env, "PYTHONPATH": str(tree)}
-    done = subprocess.run(
-        [sys.executable, str(tree / "tests" / "toy" / "run_toy.py"), str(tmp_path / "logs")],
-        cwd=tree,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    seen = run_in_tree(tree, "run_toy.py", stack_env, tmp_path / "logs")
     lines, words = stack_env.get("CHROMASYNC_COLLECTIONS", "lines,words").split(",")
     assert seen["registry"] == str(tree / "chromasync" / "core" / "entities.py")
     # Routed to both collections and applied to every embedding of the receipt.

@@ -9,17 +9,14 @@ queue, the poller routes to it, a worker of its own applies, verify finds and re
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from chromasync.core.config import ConfigError, Settings
 from tests.servers import redis_url
-from tests.toy import tree_with_entry
+from tests.toy import run_in_tree, tree_with_entry
 
 #: The configuration entry, written as a developer would.
 LEDGER_ENTRY = """    "ledger": SinkSpec(
@@ -44,22 +41,8 @@ def test_a_toy_sink_added_as_one_module_and_one_entry_runs_for_real(
     with pytest.raises(ConfigError, match="unknown sinks \\['ledger'\\]"):
         Settings.from_env({"CHROMASYNC_SINKS": "chroma,ledger"})
     tree = _tree_with_ledger(tmp_path)
-    env = {
-        **stack_env,
-        "PYTHONPATH": str(tree),
-        "CHROMASYNC_SINKS": "chroma,ledger",
-        "CHROMASYNC_LEDGER_URL": redis_url(),
-    }
-    done = subprocess.run(
-        [sys.executable, str(tree / "tests" / "toy" / "run_toy_sink.py"), str(tmp_path / "logs")],
-        cwd=tree,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    env = {**stack_env, "CHROMASYNC_SINKS": "chroma,ledger", "CHROMASYNC_LEDGER_URL": redis_url()}
+    seen = run_in_tree(tree, "run_toy_sink.py", env, tmp_path / "logs")
     lines, words = stack_env.get("CHROMASYNC_COLLECTIONS", "lines,words").split(",")
     assert seen["targets"] == [lines, words, "ledger"]
     assert seen["queues"] == [True, True]  # provisioned from CHROMASYNC_SINKS alone

@@ -11,6 +11,18 @@ import re
 import string
 from typing import Final
 
+#: ``CreateTable`` key arguments of a table keyed as ours: ``PK`` (hash) and ``SK`` (range),
+#: both strings. The source table and the dashboard table share it; each adds the rest.
+PK_SK_KEYS: Final[dict[str, list[dict[str, str]]]] = {
+    "KeySchema": [
+        {"AttributeName": "PK", "KeyType": "HASH"},
+        {"AttributeName": "SK", "KeyType": "RANGE"},
+    ],
+    "AttributeDefinitions": [
+        {"AttributeName": "PK", "AttributeType": "S"},
+        {"AttributeName": "SK", "AttributeType": "S"},
+    ],
+}
 #: The partition key of every entity: ``IMAGE#{image_id}``.
 PK_PATTERN: Final = re.compile(r"^IMAGE#(?P<image_id>[^#]+)$")
 #: Every sort key starts with its receipt's, so one Query reads a whole receipt.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from chromasync.core.keys import PK_SK_KEYS
 from chromasync.core.resources import MissingResource, endpoint_of, naming_missing_table
 
 #: The attribute every projection item carries to say whose it is:
@@ -23,13 +24,9 @@ RECEIPT_INDEX: Final = "by_receipt"
 #: String keys (``MERCHANT#...``/``DAY#...``, ``LABEL#...``/``RECEIPT#...``), billed per
 #: request, and :data:`RECEIPT_INDEX` (on demand too, as it follows the table's mode).
 TABLE_SCHEMA: Final[dict[str, Any]] = {
-    "KeySchema": [
-        {"AttributeName": "PK", "KeyType": "HASH"},
-        {"AttributeName": "SK", "KeyType": "RANGE"},
-    ],
+    "KeySchema": PK_SK_KEYS["KeySchema"],
     "AttributeDefinitions": [
-        {"AttributeName": "PK", "AttributeType": "S"},
-        {"AttributeName": "SK", "AttributeType": "S"},
+        *PK_SK_KEYS["AttributeDefinitions"],
         {"AttributeName": RECEIPT_ATTRIBUTE, "AttributeType": "S"},
     ],
     "GlobalSecondaryIndexes": [
