@@ -436,6 +436,18 @@ def cost_table(section: Mapping[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def render_cost(section: Mapping[str, Any]) -> list[str]:
+    """The cost section as ``chromasync bench`` prints it: a title, the table, its footing."""
+    lam, prices = section["lambda"], section["prices"]
+    return [
+        f"AWS cost per million changes (measured requests; {section['profile']} profile)",
+        cost_table(section),
+        f"Lambda: BatchSize {lam['batch_size']}, MemorySize {lam['memory_mb']} MB. "
+        f"Idle: {section['idle_receives_per_queue_month']:,} empty receives per queue a month. "
+        f"Prices: on-demand list, {prices['region']}, stated {prices['date']} (re-check them).",
+    ]
+
+
 def breakdown(section: Mapping[str, Any]) -> str:
     """Requests and units by operation, per 1,000 changes, one line per kind and design."""
     lines = []
@@ -470,15 +482,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     shutil.rmtree(args.workdir, ignore_errors=True)
     section = measure_cost(profile, args.workdir, args.redis_url)
     print()
-    print(cost_table(section))
+    print("\n".join(render_cost(section)))
     print()
     print(breakdown(section))
-    lam = section["lambda"]
-    print(
-        f"\nLambda: BatchSize {lam['batch_size']}, MemorySize {lam['memory_mb']} MB. "
-        f"Idle: {section['idle_receives_per_queue_month']:,} empty receives per queue a month. "
-        f"Prices: on-demand list, {PRICES_REGION}, stated {PRICES_DATE} (re-check them)."
-    )
     if args.json:
         args.json.write_text(json.dumps(section, indent=2))
     return 0

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.cost import render_cost
 from benchmarks.producer_cpu import format_stages
 
 #: Worker CPU per embedding written may be at most this many times Chroma's own CPU per
@@ -30,6 +31,7 @@ SECTIONS = (
     "per_message",
     "lag",
     "producer_cpu",
+    "cost",
     "ratios",
     "targets",
 )
@@ -224,6 +226,8 @@ class BenchReport:
             f"  per record, each step alone: {format_stages(cpu)}",
         ]
         out += ["", *self._render_cpu()]
+        if "cost" in s:
+            out += ["", *render_cost(s["cost"])]
         moto = s["moto"]
         out += [
             "",

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.baseline_producer import per_message_queues
+from benchmarks.cost import PROFILES as COST_PROFILES
+from benchmarks.cost import measure_cost
 from benchmarks.cpu import CpuMeter
 from benchmarks.lag import measure_lag
 from benchmarks.moto_probe import probe_moto
@@ -200,6 +202,11 @@ def run_bench(
         )
     finally:
         stack.close()
+    # On a stack of its own: moto counting requests, locks in DynamoDB as deployed.
+    say("AWS cost model: every kind of change through both designs, requests counted")
+    report.sections["cost"] = measure_cost(
+        COST_PROFILES[profile.name], workdir / "cost", redis_url, echo=say
+    )
     report.sections["elapsed_seconds"] = round(time.monotonic() - started, 1)
     return report
 

@@ -73,6 +73,16 @@ def test_smoke_run_writes_every_section(tmp_path: Path) -> None:
     profiles = sorted(p.name for p in (tmp_path / "profiles").glob("*.prof"))
     assert len(profiles) >= 4 and {p.rsplit("-", 2)[1] for p in profiles} == {"main", "child"}
     assert "per record, each step alone: decode" in done.stdout
+    # The AWS cost model (issue 17): every kind through chromasync, the per-message
+    # design's kinds through it too, requests counted by moto, priced and printed.
+    cost = report["cost"]
+    kinds = {(k["kind"], k["design"]) for k in cost["kinds"]}
+    assert {("label", "chromasync"), ("merge", "chromasync"), ("label", "per-message")} <= kinds
+    for k in cost["kinds"]:
+        assert k["usage"]["sqs_requests"] > 0 and k["dollars_per_million_changes"]["total"] > 0
+    assert cost["prices"]["date"] and cost["lambda"]["batch_size"] > 0
+    assert "AWS cost per million changes" in done.stdout
+    assert "| label | chromasync |" in done.stdout
     try:
         import matplotlib  # noqa: F401
     except ImportError:

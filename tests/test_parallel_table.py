@@ -72,7 +72,7 @@ def test_smoke_run_writes_its_report(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CHROMASYNC_", "AWS_"))}
     done = subprocess.run(
         [
-            sys.executable, "-m", "benchmarks.parallel_table", "--smoke", "--no-moto",
+            sys.executable, "-m", "chromasync.cli", "bench", "--table", "dynalite", "--smoke",
             "--workdir", str(tmp_path / "work"), "--json", str(out), "--redis-url", REDIS_URL,
         ],
         env=env,
@@ -83,9 +83,22 @@ def test_smoke_run_writes_its_report(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads(out.read_text())
     assert report["sink"]["embeddings_per_second"] > 0
-    assert "moto" not in report
+    assert report["command"].startswith("chromasync bench --table dynalite")
     sections = report["dynalite"]
     for name in ("chromasync_single", "chromasync_mix", "per_message"):
         assert sections[name]["changes"] > 0 and sections[name]["seconds"] > 0
         assert {"dynalite", "moto", "driver"} <= set(sections[name]["cpu_seconds"])
     assert set(sections["ratios"]) == {"single_vs_per_message", "single_vs_sink", "mix_vs_sink"}
+    assert set(report["moto"]["ratios"]) == set(sections["ratios"])
+
+
+def test_options_of_the_moto_run_are_refused_on_dynalite() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "chromasync.cli", "bench", "--table", "dynalite", "--lag-env",
+         "CHROMASYNC_POLLING_INTERVAL=0.1", "--redis-url", REDIS_URL],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "--lag-env applies to the moto run only" in done.stderr + done.stdout

@@ -19,8 +19,11 @@ def register(sub: Any) -> None:
         "and measure in one run: the sink's limit (raw Chroma updates, 1,000 ids per call), "
         "the per-message baseline, chromasync end to end on single-embedding changes and "
         "on a realistic mix, end-to-end lag at 50 and 200 changes/s, and the producer's "
-        "CPU against a bare TypeDeserializer loop. Prints a table with the ratios, writes "
-        "JSON and a PNG chart. Needs redis-server (--redis-url).",
+        "CPU against a bare TypeDeserializer loop, per-process CPU, and the AWS cost "
+        "model (requests counted per kind of change, both designs). Prints a table with "
+        "the ratios, writes JSON and a PNG chart. Needs redis-server (--redis-url). "
+        "--table dynalite runs the throughput workloads with the source table on dynalite "
+        "(a DynamoDB stand-in that serves reads in parallel) instead.",
     )
     size = bench.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="smaller run, under two minutes")
@@ -60,6 +63,14 @@ def register(sub: Any) -> None:
         "(CHROMASYNC_PROFILE; python -m pstats reads them); the figures of such a run are "
         "slowed by the profiler",
     )
+    bench.add_argument(
+        "--table",
+        choices=("moto", "dynalite"),
+        default="moto",
+        help="where the source table lives: moto (every section, the default) or dynalite "
+        "(the throughput workloads only, fed through the Lambda handler, beside the same "
+        "workloads on moto; needs node and make tools, which installs dynalite)",
+    )
     bench.set_defaults(func=main)
 
 
@@ -71,6 +82,8 @@ def main(args: argparse.Namespace) -> int:
     name = "smoke" if args.smoke else "quick" if args.quick else "full"
     if not redis_answers(args.redis_url):
         raise ConfigError(f"--redis-url {args.redis_url} does not answer (start redis-server)")
+    if args.table == "dynalite":
+        return _on_dynalite(args, name, command_line())
     knobs = {}
     for pair in args.lag_env:
         key, sep, value = pair.partition("=")
@@ -102,3 +115,28 @@ def main(args: argparse.Namespace) -> int:
     else:
         print("chart:   not drawn (matplotlib is missing: pip install 'chromasync[bench]')")
     return 0
+
+
+def _on_dynalite(args: argparse.Namespace, name: str, command: str) -> int:
+    """``--table dynalite``: :mod:`benchmarks.parallel_table` with this command's options."""
+    from benchmarks import table_standin
+    from benchmarks.parallel_table import main as parallel_table
+    from chromasync.core.config import ConfigError
+
+    for option in ("chart", "lag_env", "idle_sleep", "profile"):
+        if getattr(args, option):
+            raise ConfigError(
+                f"--{option.replace('_', '-')} applies to the moto run only, not --table dynalite"
+            )
+    if not table_standin.installed():
+        raise ConfigError(
+            "--table dynalite: dynalite is not installed (make tools, or "
+            "python -c 'from benchmarks import table_standin; table_standin.install()'; "
+            "needs node and npm)"
+        )
+    argv = ["--redis-url", args.redis_url, "--workdir", args.workdir]
+    if name != "full":
+        argv.append(f"--{name}")
+    if args.json:
+        argv += ["--json", args.json]
+    return parallel_table(argv, command=command)
