@@ -54,14 +54,39 @@ class ReadParserFactory(ResponseParserFactory):
 
 
 def read_client(aws: AwsSettings) -> Any:
-    """A DynamoDB client of its own botocore session whose reads skip the shape walk."""
+    """The worker's client for its table reads.
+
+    :class:`tasks.dynamo_direct.DirectReadClient` (signed HTTP, no per-call
+    botocore machinery), unless a proxy is configured for the endpoint: then a
+    botocore client of its own session whose reads skip the shape walk.
+    """
     import boto3
     import botocore.session
     from botocore.config import Config
 
+    from tasks.dynamo_direct import DirectReadClient
+
     core = botocore.session.get_session()
     core.register_component("response_parser_factory", ReadParserFactory())
     session = boto3.session.Session(botocore_session=core)
-    return session.client(
+    client = session.client(
         "dynamodb", config=Config(parameter_validation=False), **aws.client_kwargs()
     )
+    if _proxied(client.meta.endpoint_url):
+        return client
+    if aws.access_key_id and aws.secret_access_key:  # named in the environment
+        from botocore.credentials import Credentials
+
+        credentials = Credentials(aws.access_key_id, aws.secret_access_key, aws.session_token)
+    else:  # the chain: profile, container or instance role (refreshed as they expire)
+        credentials = session.get_credentials()
+    return DirectReadClient(client, credentials)
+
+
+def _proxied(endpoint_url: str) -> bool:
+    """Whether the environment sends requests for this endpoint through a proxy."""
+    from urllib.parse import urlsplit
+    from urllib.request import getproxies, proxy_bypass
+
+    url = urlsplit(endpoint_url)
+    return bool(url.scheme in getproxies() and not proxy_bypass(url.hostname or ""))

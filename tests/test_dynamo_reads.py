@@ -59,6 +59,13 @@ def _answers(ddb: Any) -> dict[str, Any]:
         RequestItems={TABLE: {"Keys": [key, binary_key, missing], "ConsistentRead": True}}
     )
     scan = ddb.scan(TableName=TABLE)
+    # A binary value in the request itself (sent base64-encoded, as botocore sends it).
+    by_blob = ddb.scan(
+        TableName=TABLE,
+        FilterExpression="#blob = :blob",
+        ExpressionAttributeNames={"#blob": "blob"},
+        ExpressionAttributeValues={":blob": BINARY["blob"]},
+    )
     return {
         "get": ddb.get_item(TableName=TABLE, Key=key, ConsistentRead=True)["Item"],
         "get_binary": ddb.get_item(TableName=TABLE, Key=binary_key)["Item"],
@@ -67,6 +74,7 @@ def _answers(ddb: Any) -> dict[str, Any]:
         "batch": sorted(batch["Responses"][TABLE], key=lambda item: item["SK"]["S"]),
         "unprocessed": batch["UnprocessedKeys"],
         "scan": {k: scan.get(k) for k in ("Items", "Count", "ScannedCount")},
+        "by_blob": by_blob["Items"],
         "status": scan["ResponseMetadata"]["HTTPStatusCode"],
     }
 
@@ -87,6 +95,7 @@ def test_reads_answer_what_boto3_answers(moto: MotoServer) -> None:
     got, expected = _answers(fast), _answers(plain)
     assert got == expected
     assert got["get"] == PLAIN and got["get_binary"] == BINARY
+    assert got["by_blob"] == [BINARY]
     # An error is botocore's, modelled exception and all.
     try:
         fast.get_item(TableName="absent", Key={"PK": {"S": "x"}, "SK": {"S": "y"}})
