@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -41,6 +42,7 @@ from typing import Any
 
 from benchmarks.baseline_producer import PerMessageProcessor, per_message_queues
 from benchmarks.cpu import CpuMeter
+from benchmarks.report import WORKER_CPU_LIMIT
 from benchmarks.run import PER_MESSAGE_ENV, PROFILES, Profile, machine
 from benchmarks.sink import measure_sink
 from benchmarks.stack import BenchStack
@@ -301,7 +303,8 @@ def run_table(
 
 
 def ratios(sections: dict[str, Any], sink: dict[str, Any] | None) -> dict[str, float]:
-    """The targets' ratios: single ÷ per-message (changes/s); single and mix ÷ sink."""
+    """The targets' ratios: single ÷ per-message (changes/s); single and mix ÷ sink;
+    the workers' CPU per embedding ÷ Chroma's (the sink's, at 1,000 ids per call)."""
     single = sections["chromasync_single"]
     out = {
         "single_vs_per_message": single["changes_per_second"]
@@ -311,6 +314,10 @@ def ratios(sections: dict[str, Any], sink: dict[str, Any] | None) -> dict[str, f
         limit = sink["embeddings_per_second"]
         out["single_vs_sink"] = single["embeddings_per_second"] / limit
         out["mix_vs_sink"] = sections["chromasync_mix"]["embeddings_per_second"] / limit
+        chroma = sink["chroma_cpu_per_embedding"]
+        for key, name in (("chromasync_single", "single"), ("chromasync_mix", "mix")):
+            worker = sections[key].get("worker_cpu_per_embedding", math.nan)
+            out[f"{name}_worker_cpu_vs_chroma"] = worker / chroma if chroma else math.nan
     return out
 
 
@@ -416,6 +423,14 @@ def format_report(report: dict[str, Any]) -> str:
             f"{SINK_TARGET:g} ×: {_met(single, SINK_TARGET)}); mix ÷ sink {mix:.2f} × "
             f"({_met(mix, SINK_TARGET)})"
         )
+        for name in ("single", "mix"):
+            cpu = r.get(f"{name}_worker_cpu_vs_chroma", math.nan)
+            worker = report[where][f"chromasync_{name}"].get("worker_cpu_per_embedding", math.nan)
+            lines.append(
+                f"  {where}: {name} worker CPU per embedding {worker * 1e6:,.0f} µs = "
+                f"{cpu:.2f} × Chroma's {sink['chroma_cpu_per_embedding'] * 1e6:,.0f} µs "
+                f"(≤ {WORKER_CPU_LIMIT:g} ×: {'met' if cpu <= WORKER_CPU_LIMIT else 'not met'})"
+            )
     lines += ["", "CPU seconds per process while each workload drained:"]
     for where in TABLES:
         if where not in report:

@@ -8,7 +8,8 @@ Chroma applies an embedding for about 0.2 ms, so those calls were most of the
 worker's CPU per embedding (BENCHMARKS.md, "CPU per embedding"). This client
 sends the same requests itself: JSON in, ``json.loads`` out, Signature Version 4
 computed here over the five headers it sends (the signing key cached per day and
-secret), one keep-alive ``http.client`` connection per thread.
+secret), one keep-alive connection per thread (:mod:`tasks.keepalive`: the
+request in one write, the answer read without ``http.client``'s header parser).
 
 What it keeps of botocore: credentials (the session's own chain, refreshed as
 botocore refreshes them: environment, profile, container or instance role), the
@@ -30,7 +31,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import http.client
 import json
 import os
 import random
@@ -40,6 +40,8 @@ import threading
 import time
 from typing import Any, Final
 from urllib.parse import urlsplit
+
+from tasks.keepalive import KeepAliveConnection
 
 #: The JSON protocol's target prefix and content type (DynamoDB's API version).
 TARGET_PREFIX: Final = "DynamoDB_20120810."
@@ -85,6 +87,8 @@ class DirectReadClient:
         url = urlsplit(botocore_client.meta.endpoint_url)
         self._https = url.scheme == "https"
         self._host = url.netloc
+        self._hostname = url.hostname or "localhost"
+        self._port = url.port or (443 if self._https else 80)
         self._path = url.path or "/"
         self._local = threading.local()
         self._keys: tuple[tuple[str, str], bytes] | None = None
@@ -110,18 +114,25 @@ class DirectReadClient:
 
     def _call(self, operation: str, request: dict[str, Any]) -> dict[str, Any]:
         body = json.dumps(request, separators=(",", ":"), default=_encode_binary).encode()
-        for attempt in range(ATTEMPTS):
+        attempt = 0
+        while True:
             last = attempt == ATTEMPTS - 1
+            reused = getattr(self._local, "connection", None) is not None
             try:
                 status, request_id, raw = self._send(operation, body)
             except TimeoutError:
                 self._drop_connection()
                 raise  # no answer in READ_TIMEOUT: the task's retry, not another wait here
-            except (ConnectionError, http.client.HTTPException):
+            except OSError as exc:  # refused, reset, closed, TLS failed, not HTTP
                 self._drop_connection()
-                if last:
+                if reused:
+                    continue  # a kept-alive connection the server had closed: not a try
+                if not last:
+                    attempt += 1
+                    continue
+                if isinstance(exc, ConnectionError):
                     raise
-                continue  # a keep-alive connection the server closed: once more, fresh
+                raise ConnectionError(f"DynamoDB at {self._host}: {exc}") from exc
             if status == 200:
                 answer: dict[str, Any] = json.loads(raw)
                 if _MAY_HOLD_BINARY.search(raw):
@@ -132,18 +143,17 @@ class DirectReadClient:
             if last or not (status >= 500 or _code(error) in RETRY_CODES):
                 raise error
             time.sleep(BACKOFF * 2**attempt * (0.5 + random.random()))
-        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+            attempt += 1
 
     def _send(self, operation: str, body: bytes) -> tuple[int, str, bytes]:
         headers = self._signed_headers(operation, body)
+        head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        request = f"POST {self._path} HTTP/1.1\r\n{head}content-length: {len(body)}\r\n\r\n"
         connection = self._connection()
-        connection.request("POST", self._path, body=body, headers=headers)
-        response = connection.getresponse()
-        raw = response.read()
-        request_id = response.getheader("x-amzn-RequestId", "")
-        if response.getheader("connection", "").lower() == "close":
+        status, answer_headers, raw = connection.exchange(request.encode() + body)
+        if not connection.reusable:
             self._drop_connection()
-        return response.status, request_id, raw
+        return status, answer_headers.get("x-amzn-requestid", ""), raw
 
     def _error(self, operation: str, status: int, request_id: str, raw: bytes) -> Exception:
         try:
@@ -162,19 +172,18 @@ class DirectReadClient:
 
     # -- connections -------------------------------------------------------------------
 
-    def _connection(self) -> http.client.HTTPConnection:
-        connection: http.client.HTTPConnection | None = getattr(self._local, "connection", None)
+    def _connection(self) -> KeepAliveConnection:
+        connection: KeepAliveConnection | None = getattr(self._local, "connection", None)
+        if connection is not None and getattr(self._local, "pid", None) != os.getpid():
+            # The parent's socket, inherited by a fork: not ours to use, nor to close
+            # (a TLS close would end the parent's session too).
+            connection = self._local.connection = None
         if connection is None:
-            if self._https:
-                connection = http.client.HTTPSConnection(
-                    self._host, timeout=CONNECT_TIMEOUT, context=self._ssl
-                )
-            else:
-                connection = http.client.HTTPConnection(self._host, timeout=CONNECT_TIMEOUT)
-            connection.connect()
-            if connection.sock is not None:
-                connection.sock.settimeout(READ_TIMEOUT)
+            connection = KeepAliveConnection(
+                self._hostname, self._port, CONNECT_TIMEOUT, READ_TIMEOUT, self._ssl
+            )
             self._local.connection = connection
+            self._local.pid = os.getpid()
         return connection
 
     def _drop_connection(self) -> None:

@@ -19,6 +19,7 @@ Items are kept by entity, as the registry describes them
 from __future__ import annotations
 
 import functools
+import os
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -59,6 +60,8 @@ class ReadScope:
 WHOLE_RECEIPT = ReadScope(whole=True)
 
 #: Receipts read at the same time while a batch is planned (boto3 clients are thread-safe).
+#: The threads are kept for the process: the read client keeps one connection per
+#: thread, so threads made afresh per batch meant a TCP connect per read.
 READ_CONCURRENCY = 8
 
 #: From this many label prefixes in one receipt on, its labels are read with one
@@ -120,6 +123,23 @@ class TableReader:
 
         self.table = table
         self.client = client or read_client(aws)
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_pid = 0
+
+    def _run(self, reads: list[Callable[[], list[dict[str, Any]]]]) -> list[list[dict[str, Any]]]:
+        """Each read's items, the reads run on the process's read threads."""
+        if len(reads) <= 1:
+            return [read() for read in reads]
+        if self._pool is None or self._pool_pid != os.getpid():  # none yet, or forked
+            self._pool = ThreadPoolExecutor(READ_CONCURRENCY, thread_name_prefix="table-read")
+            self._pool_pid = os.getpid()
+        return list(self._pool.map(lambda read: read(), reads))
+
+    def close(self) -> None:
+        """Let the read threads go (the reader makes new ones if used again)."""
+        if self._pool is not None and self._pool_pid == os.getpid():
+            self._pool.shutdown(wait=False)
+        self._pool = None
 
     def _query(self, image_id: str, prefix: str, labels_only: bool = False) -> list[dict[str, Any]]:
         """Every item of the image's partition whose sort key starts with ``prefix``.
@@ -164,7 +184,8 @@ class TableReader:
         """The current state of each receipt, as much of it as its scope asks for.
 
         Queries (whole receipts, key prefixes) and BatchGetItem calls run
-        concurrently (:data:`READ_CONCURRENCY`); items are added to the states here.
+        concurrently (:data:`READ_CONCURRENCY` threads kept for the process); items
+        are added to the states here.
         """
         states = {key: ReceiptState(*key) for key in scopes}
         reads: list[Callable[[], list[dict[str, Any]]]] = []
@@ -182,12 +203,7 @@ class TableReader:
         every = [{"PK": {"S": pk}, "SK": {"S": sk}} for pk, sk in keys]
         for start in range(0, len(every), BATCH_GET_KEYS):
             reads.append(functools.partial(self._get_items, every[start : start + BATCH_GET_KEYS]))
-        if len(reads) <= 1:
-            results = [read() for read in reads]
-        else:
-            with ThreadPoolExecutor(max_workers=min(READ_CONCURRENCY, len(reads))) as pool:
-                results = list(pool.map(lambda read: read(), reads))
-        for items in results:
+        for items in self._run(reads):
             for item in items:
                 found = recognise(str(item.get("PK", "")), str(item.get("SK", "")))
                 if found is None:

@@ -88,8 +88,16 @@ def test_smoke_run_writes_its_report(tmp_path: Path) -> None:
     for name in ("chromasync_single", "chromasync_mix", "per_message"):
         assert sections[name]["changes"] > 0 and sections[name]["seconds"] > 0
         assert {"dynalite", "moto", "driver"} <= set(sections[name]["cpu_seconds"])
-    assert set(sections["ratios"]) == {"single_vs_per_message", "single_vs_sink", "mix_vs_sink"}
+    assert set(sections["ratios"]) == {
+        "single_vs_per_message",
+        "single_vs_sink",
+        "mix_vs_sink",
+        "single_worker_cpu_vs_chroma",
+        "mix_worker_cpu_vs_chroma",
+    }
+    assert sections["ratios"]["single_worker_cpu_vs_chroma"] > 0
     assert set(report["moto"]["ratios"]) == set(sections["ratios"])
+    assert "single worker CPU per embedding" in done.stdout
 
 
 def test_options_of_the_moto_run_are_refused_on_dynalite() -> None:

@@ -125,6 +125,7 @@ class ChromaSink(Sink):
 
     def close(self) -> None:
         self.target.close()
+        self.reader.close()
 
 
 SINK = ChromaSink

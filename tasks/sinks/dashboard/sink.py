@@ -149,6 +149,7 @@ class DashboardSink(Sink):
 
     def close(self) -> None:
         self.client.close()
+        self.reader.close()
 
 
 def _is_repair(change: Change) -> bool:
