@@ -64,7 +64,7 @@ class Profile:
 PROFILES = {
     # For the test suite: every section runs, on so little data that no figure means much.
     "smoke": Profile("smoke", 8, 1, 90, 6, 24, (50, 200), 0.4, 0.1, 10, 1000, 2000, 20, 60),
-    # Under two minutes on a 2-core machine.
+    # About three minutes on a 2-core machine, two of them the cost section.
     "quick": Profile("quick", 30, 1, 600, 20, 100, (50, 200), 4.0, 1.0, 10, 3000, 20000, 200, 180),
     # The figures BENCHMARKS.md records.
     "full": Profile(

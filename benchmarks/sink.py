@@ -59,7 +59,7 @@ class SinkResult:
         }
 
 
-def _patch(n: int) -> dict[str, Any]:
+def text_patch(n: int) -> dict[str, Any]:
     """The shape of metadata the worker writes for a line or word edit (text fields)."""
     return {
         "text": f"sink {n}",
@@ -90,7 +90,7 @@ def measure_sink(
             collection = collections[role]
             for start in range(0, len(every), IDS_PER_CALL):
                 chunk = every[start : start + IDS_PER_CALL]
-                metadatas = [_patch(n) for _ in chunk]
+                metadatas = [text_patch(n) for _ in chunk]
                 began, began_cpu = time.perf_counter(), own_cpu_seconds()
                 collection.update(ids=chunk, metadatas=metadatas)
                 cpu += own_cpu_seconds() - began_cpu
@@ -102,7 +102,7 @@ def measure_sink(
     single_role: Role = "words" if "words" in ids else "lines"
     began = time.perf_counter()
     for i in range(single_id_calls):
-        collections[single_role].update(ids=[words[i % len(words)]], metadatas=[_patch(-i)])
+        collections[single_role].update(ids=[words[i % len(words)]], metadatas=[text_patch(-i)])
     single_seconds = time.perf_counter() - began
     return SinkResult(
         IDS_PER_CALL,

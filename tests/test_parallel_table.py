@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -110,3 +111,42 @@ def test_options_of_the_moto_run_are_refused_on_dynalite() -> None:
     )  # fmt: skip
     assert done.returncode != 0
     assert "--lag-env applies to the moto run only" in done.stderr + done.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+@pytest.mark.skipif(
+    shutil.which("node") is None or not table_standin.installed(),
+    reason="dynalite is not installed (benchmarks.table_standin.install())",
+)
+def test_the_apply_breakdown_names_every_stage() -> None:
+    if not redis_answers(REDIS_URL):
+        pytest.fail(f"redis-server must answer at {REDIS_URL}")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHROMASYNC_", "AWS_"))}
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "benchmarks.apply_cpu", "--receipts", "6", "--changes", "30",
+            "--batch", "10", "--repeats", "1", "--redis-url", REDIS_URL,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=170,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert "single-embedding changes, batches of 10" in lines[0]
+    figures = {}
+    for line in lines[1:]:
+        stage, micros, ratio = re.match(r"\s+(\S+(?: \S+)?)\s+([\d.]+)\s+([\d.]+) ×", line).groups()
+        figures[stage] = (float(micros), float(ratio))
+    assert list(figures) == [
+        "read",
+        "plan",
+        "chroma get",
+        "chroma update",
+        "read+plan+get",
+        "all four",
+    ]
+    # Work was measured: the changes were read and written.
+    assert figures["read"][0] > 0 and figures["chroma update"][0] > 0
