@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from benchmarks.report import SECTIONS
 from chromasync.local import redis_answers
+from tests.commands import run_module
 
 #: The benchmark's own Redis db (the tests flush 15 and use 14).
 BENCH_REDIS_URL = os.environ.get("CHROMASYNC_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
@@ -29,19 +28,11 @@ def test_smoke_run_writes_every_section(tmp_path: Path) -> None:
         pytest.fail(f"redis-server must answer at {BENCH_REDIS_URL} (make test starts it)")
     out = tmp_path / "bench.json"
     chart = tmp_path / "bench.png"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHROMASYNC_", "AWS_"))}
-    done = subprocess.run(
-        [
-            sys.executable, "-m", "chromasync.cli", "bench", "--smoke",
-            "--workdir", str(tmp_path / "work"), "--json", str(out), "--chart", str(chart),
-            "--redis-url", BENCH_REDIS_URL, "--profile", str(tmp_path / "profiles"),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=170,
+    done = run_module(
+        "chromasync.cli", "bench", "--smoke",
+        "--workdir", str(tmp_path / "work"), "--json", str(out), "--chart", str(chart),
+        "--redis-url", BENCH_REDIS_URL, "--profile", str(tmp_path / "profiles"),
     )  # fmt: skip
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads(out.read_text())
     for section in SECTIONS:
         assert report.get(section), f"section {section!r} is missing or empty"

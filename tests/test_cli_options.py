@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
 import pytest
+
+from tests.commands import clean_env
 
 #: Each test runs ``python -m chromasync.cli``: a process, outside ``make test-fast``.
 pytestmark = pytest.mark.slow
@@ -46,13 +47,12 @@ def test_a_whole_number_option_out_of_range_is_a_usage_error(args: list[str], me
 def test_an_unknown_collection_is_a_configuration_error_before_any_output(
     command: list[str],
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHROMASYNC_", "AWS_"))}
     done = subprocess.run(
         [sys.executable, "-m", "chromasync.cli", *command, "--collection", "nope"],
         capture_output=True,
         text=True,
         timeout=60,
-        env={**env, "CHROMASYNC_COLLECTIONS": "lines,words"},
+        env={**clean_env(), "CHROMASYNC_COLLECTIONS": "lines,words"},
     )
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stdout == ""

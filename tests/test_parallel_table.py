@@ -26,6 +26,7 @@ from chromasync.core.config import Settings
 from chromasync.local import MotoServer, redis_answers
 from chromasync.provision import ensure_table
 from producers.decoding import decode_record
+from tests.commands import run_module
 
 REDIS_URL = os.environ.get("CHROMASYNC_TEST_REDIS_URL", "redis://127.0.0.1:6379/10")
 KEY = {"PK": "IMAGE#a", "SK": "RECEIPT#00001#LINE#00001"}
@@ -70,18 +71,10 @@ def test_smoke_run_writes_its_report(tmp_path: Path) -> None:
     if not redis_answers(REDIS_URL):
         pytest.fail(f"redis-server must answer at {REDIS_URL}")
     out = tmp_path / "report.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHROMASYNC_", "AWS_"))}
-    done = subprocess.run(
-        [
-            sys.executable, "-m", "chromasync.cli", "bench", "--table", "dynalite", "--smoke",
-            "--workdir", str(tmp_path / "work"), "--json", str(out), "--redis-url", REDIS_URL,
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=170,
+    done = run_module(
+        "chromasync.cli", "bench", "--table", "dynalite", "--smoke",
+        "--workdir", str(tmp_path / "work"), "--json", str(out), "--redis-url", REDIS_URL,
     )  # fmt: skip
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads(out.read_text())
     assert report["sink"]["embeddings_per_second"] > 0
     assert report["command"].startswith("chromasync bench --table dynalite")
@@ -122,18 +115,10 @@ def test_options_of_the_moto_run_are_refused_on_dynalite() -> None:
 def test_the_apply_breakdown_names_every_stage() -> None:
     if not redis_answers(REDIS_URL):
         pytest.fail(f"redis-server must answer at {REDIS_URL}")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHROMASYNC_", "AWS_"))}
-    done = subprocess.run(
-        [
-            sys.executable, "-m", "benchmarks.apply_cpu", "--receipts", "6", "--changes", "30",
-            "--batch", "10", "--repeats", "1", "--redis-url", REDIS_URL,
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=170,
+    done = run_module(
+        "benchmarks.apply_cpu", "--receipts", "6", "--changes", "30", "--batch", "10",
+        "--repeats", "1", "--redis-url", REDIS_URL,
     )  # fmt: skip
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     lines = done.stdout.splitlines()
     assert "single-embedding changes, batches of 10" in lines[0]
     figures = {}

@@ -26,7 +26,11 @@ def register(sub: Any) -> None:
         "(a DynamoDB stand-in that serves reads in parallel) instead.",
     )
     size = bench.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="smaller run, about three minutes (the cost section included)")
+    size.add_argument(
+        "--quick",
+        action="store_true",
+        help="smaller run, about three minutes (the cost section included)",
+    )
     size.add_argument(
         "--smoke", action="store_true", help="tiny run for tests: every section, no real figures"
     )
