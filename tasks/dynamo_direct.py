@@ -14,6 +14,7 @@ request in one write, the answer read without ``http.client``'s header parser).
 What it keeps of botocore: credentials (the session's own chain, refreshed as
 botocore refreshes them: environment, profile, container or instance role), the
 endpoint botocore resolves for the region (or the one configured), and the
+answer's ``x-amz-crc32`` check (a mismatch is tried again, as botocore does), and the
 errors: a DynamoDB error is the client's modelled ``ClientError`` with the
 response botocore would build (``Error.Code``, ``Error.Message``, the HTTP
 status), a connection that fails is Python's ``ConnectionError`` or
@@ -38,6 +39,7 @@ import re
 import ssl
 import threading
 import time
+import zlib
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -47,8 +49,8 @@ from tasks.keepalive import KeepAliveConnection
 TARGET_PREFIX: Final = "DynamoDB_20120810."
 CONTENT_TYPE: Final = "application/x-amz-json-1.0"
 SERVICE: Final = "dynamodb"
-#: Tries per read on a throttle, a 5xx or a dropped connection, before the error
-#: goes to the caller (the task's own retry with backoff takes over from there).
+#: Tries per read on a throttle, a 5xx, a corrupted answer or a dropped connection,
+#: before the error goes to the caller (the task's own retry with backoff takes over).
 ATTEMPTS: Final = 3
 #: First pause, in seconds, between tries; doubled each time, with jitter.
 BACKOFF: Final = 0.05
@@ -68,6 +70,15 @@ RETRY_CODES: Final = frozenset(
 )
 #: A binary attribute value may be in a body that holds this (decoded from base64).
 _MAY_HOLD_BINARY: Final = re.compile(rb'"BS?"\s*:')
+
+
+class CorruptedAnswer(ConnectionError):
+    """An answer whose body does not match the CRC32 DynamoDB sent with it.
+
+    botocore checks ``x-amz-crc32`` on every DynamoDB answer and tries again on a
+    mismatch; so does this client, and when every try is corrupted the read fails
+    as a transient connection error (the task retries it), never with a wrong body.
+    """
 
 
 class DirectReadClient:
@@ -120,6 +131,11 @@ class DirectReadClient:
             reused = getattr(self._local, "connection", None) is not None
             try:
                 status, request_id, raw = self._send(operation, body)
+            except CorruptedAnswer:
+                if last:
+                    raise
+                attempt += 1  # as botocore does: another try, counted
+                continue
             except TimeoutError:
                 self._drop_connection()
                 raise  # no answer in READ_TIMEOUT: the task's retry, not another wait here
@@ -153,6 +169,13 @@ class DirectReadClient:
         status, answer_headers, raw = connection.exchange(request.encode() + body)
         if not connection.reusable:
             self._drop_connection()
+        expected = answer_headers.get("x-amz-crc32", "")
+        if expected.isdigit() and int(expected) != zlib.crc32(raw):
+            self._drop_connection()
+            raise CorruptedAnswer(
+                f"DynamoDB at {self._host}: the answer to {operation} does not match its "
+                f"x-amz-crc32 ({expected}, the body's is {zlib.crc32(raw)})"
+            )
         return status, answer_headers.get("x-amzn-requestid", ""), raw
 
     def _error(self, operation: str, status: int, request_id: str, raw: bytes) -> Exception:

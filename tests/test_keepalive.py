@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 
 from chromasync.core.config import AwsSettings
+from tasks.dynamo_direct import CorruptedAnswer
 from tasks.dynamo_reads import read_client
 from tasks.errors import is_transient
 from tasks.keepalive import KeepAliveConnection
@@ -36,6 +38,8 @@ class _Answering(BaseHTTPRequestHandler):
     close_after = 0
     #: Requests answered "throttled" (400) before the first 200.
     throttles = 0
+    #: Answers sent with an ``x-amz-crc32`` their body does not match (then the right one).
+    corrupt = 0
     #: (client port, request number on that connection) per request.
     seen: list[tuple[int, int]] = []
 
@@ -58,6 +62,8 @@ class _Answering(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "application/x-amz-json-1.0")
         self.send_header("x-amzn-RequestId", f"r{len(type(self).seen)}")
+        wrong = len(type(self).seen) <= type(self).corrupt
+        self.send_header("x-amz-crc32", str(zlib.crc32(ANSWER) ^ (1 if wrong else 0)))
         if type(self).chunked:
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
@@ -78,13 +84,18 @@ class _Answering(BaseHTTPRequestHandler):
 
 @contextmanager
 def _serving(
-    chunked: bool = False, close_after: int = 0, throttles: int = 0
+    chunked: bool = False, close_after: int = 0, throttles: int = 0, corrupt: int = 0
 ) -> Iterator[tuple[int, type[_Answering]]]:
     """The server's port and its handler class (whose ``seen`` lists the requests)."""
     handler = type(
         "Handler",
         (_Answering,),
-        {"chunked": chunked, "close_after": close_after, "throttles": throttles},
+        {
+            "chunked": chunked,
+            "close_after": close_after,
+            "throttles": throttles,
+            "corrupt": corrupt,
+        },
     )
     handler.seen = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -103,6 +114,19 @@ def test_a_closed_kept_alive_connection_does_not_cost_a_try() -> None:
     with _serving(close_after=1, throttles=2) as (port, handler):
         assert _query(_client(port))["Items"] == [ITEM]
     assert [n for _, n in handler.seen] == [1, 1, 1]
+
+
+@pytest.mark.parametrize(("corrupt", "served"), [(2, True), (3, False)])
+def test_an_answer_that_fails_its_crc32_is_asked_again(corrupt: int, served: bool) -> None:
+    with _serving(corrupt=corrupt) as (port, handler):
+        client = _client(port)
+        if served:
+            assert _query(client)["Items"] == [ITEM]
+        else:
+            with pytest.raises(CorruptedAnswer) as failed:
+                _query(client)
+            assert is_transient(failed.value) and "x-amz-crc32" in str(failed.value)
+    assert len(handler.seen) == 3  # every try counted, none past the third
 
 
 def _request(port: int) -> bytes:
