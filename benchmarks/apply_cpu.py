@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.parallel_table import ParallelTableStack, write_recorded
+from benchmarks.sink import text_patch
 from benchmarks.workload import WorkloadBuilder, bench_receipts
 
 #: Stages in the order :meth:`ChromaSink.apply` runs them.
@@ -60,7 +61,8 @@ def _changes(stack: ParallelTableStack, builder: WorkloadBuilder, count: int, ta
 
 def _stages(sink: Any, target: str, batch: list[Any]) -> tuple[dict[str, float], int, int]:
     """CPU seconds of each stage of applying ``batch`` to ``target``; embeddings updated
-    and metadata keys written."""
+    and metadata keys written. The Chroma stages call what :class:`ChromaWriter` calls."""
+    from tasks.chroma.target import chunks
     from tasks.plan import build_plan, read_scopes
 
     role = sink.settings.shared.role_of(target)
@@ -79,11 +81,11 @@ def _stages(sink: Any, target: str, batch: list[Any]) -> tuple[dict[str, float],
     plan = build_plan(target, role, batch, states)
     lap("plan")
     wanted = sorted(plan.updates)
-    existing = set(collection.get(ids=wanted, include=[])["ids"]) if wanted else set()
+    existing = sink.writer.existing_ids(collection, wanted) if wanted else set()
     lap("chroma get")
     present = [i for i in wanted if i in existing]
-    if present:
-        collection.update(ids=present, metadatas=[plan.updates[i] for i in present])
+    for chunk in chunks(present, sink.writer.chunk_size):
+        collection.update(ids=chunk, metadatas=[plan.updates[i] for i in chunk])
     lap("chroma update")
     return spent, len(present), sum(len(plan.updates[i]) for i in present)
 
@@ -91,8 +93,6 @@ def _stages(sink: Any, target: str, batch: list[Any]) -> tuple[dict[str, float],
 def _reference(collection: Any, repeats: int) -> float:
     """Chroma's CPU seconds per embedding updating ``REFERENCE_IDS`` ids, spread over the
     collection in key order, in one call with the sink limit's patch (best of)."""
-    from benchmarks.sink import text_patch
-
     every = collection.get(include=[])["ids"]
     ids = every[:: max(1, len(every) // REFERENCE_IDS)][:REFERENCE_IDS]
     best = float("inf")
@@ -146,8 +146,6 @@ def main(argv: list[str] | None = None) -> None:
             sink.reader.close()  # the target is the stack's, closed with it
         finally:
             stack.close()
-    from benchmarks.sink import text_patch
-
     per = {stage: 1e6 * seconds / embeddings for stage, seconds in best.items()}
     print(
         f"{embeddings} embeddings from {args.changes} single-embedding changes, "

@@ -232,13 +232,14 @@ class DirectReadClient:
         }
         if credentials.token:
             headers["x-amz-security-token"] = credentials.token
-        names = ";".join(sorted(headers))
+        ordered = sorted(headers)
+        names = ";".join(ordered)
         canonical = "\n".join(
             (
                 "POST",
                 self._path,
                 "",
-                "".join(f"{name}:{headers[name]}\n" for name in sorted(headers)),
+                "".join(f"{name}:{headers[name]}\n" for name in ordered),
                 names,
                 hashlib.sha256(body).hexdigest(),
             )

@@ -37,7 +37,8 @@ class ChromaWriter:
         limit = self.target.max_batch_size
         return min(limit, self.write_chunk) if self.write_chunk else limit
 
-    def _existing(self, collection: Any, ids: list[str]) -> set[str]:
+    def existing_ids(self, collection: Any, ids: list[str]) -> set[str]:
+        """Which of ``ids`` the collection holds (one ``get`` per Chroma batch of ids)."""
         found: set[str] = set()
         for chunk in chunks(ids, self.target.max_batch_size):
             found.update(collection.get(ids=chunk, include=[])["ids"])
@@ -71,7 +72,7 @@ class ChromaWriter:
                 journal("merge", merged, start, time.time())
                 result.merged += merged
             wanted = sorted(plan.updates)
-            existing = self._existing(collection, wanted) if wanted else set()
+            existing = self.existing_ids(collection, wanted) if wanted else set()
             result.missing = set(wanted) - existing
             present = [i for i in wanted if i in existing]
             for chunk in chunks(present, size):
@@ -86,7 +87,7 @@ class ChromaWriter:
                 where = {"$and": [{"image_id": image_id}, {"receipt_id": receipt_id}]}
                 doomed.update(collection.get(where=where, include=[])["ids"])
             if doomed:
-                to_delete = sorted(self._existing(collection, sorted(doomed)))
+                to_delete = sorted(self.existing_ids(collection, sorted(doomed)))
                 for chunk in chunks(to_delete, size):
                     check_lease()
                     start = time.time()
